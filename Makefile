@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-2.0
+# Out-of-tree build of coda_psdev.ko, in the kernel's conventions:
+#   make KDIR=<kernel build dir>            build the module
+#   make KDIR=... rust-analyzer             write rust-project.json
+#   make KDIR=... CLIPPY=1                  build with clippy
+#   make rustfmtcheck / rustfmt / clean
+# KDIR defaults to the cached debug build made by scripts/setup.sh.
+KDIR ?= $(shell bash -c '. scripts/env.sh && kbuild_dir $${VARIANT:-debug}')
+LLVM ?= -22
+RUSTC ?= /usr/bin/rustc
+RUSTDOC ?= /usr/bin/rustdoc
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC)
+RUST_SOURCES = $(wildcard *.rs)
+
+.PHONY: all modules rust-analyzer rustfmt rustfmtcheck clean setup test run bench
+
+all modules:
+	$(KMAKE) modules
+
+rust-analyzer:
+	$(KMAKE) rust-analyzer
+
+rustfmt:
+	rustfmt --edition 2021 $(RUST_SOURCES)
+
+rustfmtcheck:
+	rustfmt --edition 2021 --check $(RUST_SOURCES)
+
+clean:
+	$(KMAKE) clean
+	rm -f rust-project.json
+
+setup:
+	scripts/setup.sh
+
+run:
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+bench:
+	scripts/bench.sh
