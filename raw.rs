@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The raw glue: every `unsafe` of the driver lives here.
+//!
+//! `kernel::miscdevice::MiscDevice` has no `poll`, and Venus needs it, so (as Rust binder
+//! does) this module builds its own `file_operations` for a misc device and hands the rest
+//! of the driver safe calls: [`FileOps`] for the device files, [`SignalBlock`] for the
+//! non-interruptible upcalls, and the credential checks of `open`.
+
+use core::marker::PhantomData;
+use core::mem::offset_of;
+use core::pin::Pin;
+
+use kernel::bindings;
+use kernel::error::to_result;
+use kernel::fs::File;
+use kernel::prelude::*;
+use kernel::seq_file::SeqFile;
+use kernel::str::CString;
+use kernel::sync::poll::PollTable;
+use kernel::types::ForeignOwnable;
+use kernel::types::Opaque;
+use kernel::uaccess::UserPtr;
+use kernel::uaccess::UserSlice;
+use kernel::uaccess::UserSliceReader;
+use kernel::uaccess::UserSliceWriter;
+
+/// EPOLLIN | EPOLLRDNORM: a message can be read.
+pub(crate) const POLL_READABLE: u32 = bindings::POLLIN | bindings::POLLRDNORM;
+/// EPOLLOUT | EPOLLWRNORM: a reply or downcall can be written (always).
+pub(crate) const POLL_WRITABLE: u32 = bindings::POLLOUT | bindings::POLLWRNORM;
+
+/// The operations of one kind of device file. Each open file owns a `Self::Ptr`.
+pub(crate) trait FileOps: Sized + 'static {
+    /// What every file of one registration shares (the device it belongs to).
+    type Ctx: Send + Sync;
+    /// The private data of an open file.
+    type Ptr: ForeignOwnable + Send + Sync;
+
+    /// Opens a file of the device whose context is `ctx`.
+    fn open(ctx: &Self::Ctx, file: &File) -> Result<Self::Ptr>;
+    /// The last reference to the file is gone.
+    fn release(this: Self::Ptr);
+    /// `read(2)`: `out` is the caller's buffer.
+    fn read(this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, file: &File, out: UserSliceWriter)
+        -> Result<usize>;
+    /// `write(2)`: `data` is the caller's buffer.
+    fn write(
+        this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        file: &File,
+        data: UserSliceReader,
+    ) -> Result<usize>;
+    /// `ioctl(2)`.
+    fn ioctl(
+        this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        file: &File,
+        cmd: u32,
+        arg: UserPtr,
+    ) -> Result<isize>;
+    /// `poll(2)`/`epoll`: registers on the wait queues, returns the ready mask.
+    fn poll(this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, file: &File, table: PollTable<'_>)
+        -> u32;
+    /// `/proc/<pid>/fdinfo/<fd>`.
+    fn show_fdinfo(this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, m: &SeqFile);
+}
+
+/// A registered misc device whose files are served by `T`.
+///
+/// # Invariants
+///
+/// `misc` is registered with `misc_register()` for as long as this value lives, and its
+/// `fops` are `Vtable::<T>::FOPS`; `misc` is the first field, so a pointer to it is a
+/// pointer to the whole registration.
+#[repr(C)]
+#[pin_data(PinnedDrop)]
+pub(crate) struct MiscReg<T: FileOps> {
+    #[pin]
+    misc: Opaque<bindings::miscdevice>,
+    /// The device's name; `misc.name` points into its heap buffer.
+    name: CString,
+    ctx: T::Ctx,
+}
+
+// SAFETY: `misc_deregister` may run on any thread; `ctx` is `Send`.
+unsafe impl<T: FileOps> Send for MiscReg<T> {}
+// SAFETY: the registration is only read after `misc_register`; `ctx` is `Sync`.
+unsafe impl<T: FileOps> Sync for MiscReg<T> {}
+
+impl<T: FileOps> MiscReg<T> {
+    /// Registers `/dev/<name>` (mode 0600) with `ctx` shared by its files.
+    pub(crate) fn register(name: CString, ctx: T::Ctx) -> impl PinInit<Self, Error> {
+        let name_ptr = name.as_char_ptr();
+        try_pin_init!(Self {
+            name,
+            ctx,
+            misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
+                let mut misc: bindings::miscdevice = pin_init::zeroed();
+                misc.minor = bindings::MISC_DYNAMIC_MINOR as i32;
+                misc.name = name_ptr;
+                misc.fops = &Vtable::<T>::FOPS;
+                misc.mode = 0o600;
+                // SAFETY: the initialiser may write `slot`, which stays pinned until `drop`
+                // deregisters it. `name` and `ctx` are initialised first (field order
+                // above): the name outlives the registration, and an `open` racing with
+                // registration finds the context.
+                unsafe { slot.write(misc) };
+                // SAFETY: `slot` holds a valid `miscdevice`.
+                to_result(unsafe { bindings::misc_register(slot) })
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl<T: FileOps> PinnedDrop for MiscReg<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: registered by the type invariant. No file can be open: each holds a
+        // reference on the module (`fops.owner`), and the module is being unloaded.
+        unsafe { bindings::misc_deregister(self.misc.get()) };
+    }
+}
+
+struct Vtable<T: FileOps>(PhantomData<T>);
+
+impl<T: FileOps> Vtable<T> {
+    const FOPS: bindings::file_operations = bindings::file_operations {
+        owner: kernel::module::this_module::<crate::CodaPsdevModule>().as_ptr(),
+        open: Some(Self::open),
+        release: Some(Self::release),
+        read: Some(Self::read),
+        write: Some(Self::write),
+        poll: Some(Self::poll),
+        unlocked_ioctl: Some(Self::ioctl),
+        compat_ioctl: Some(Self::ioctl),
+        show_fdinfo: Some(Self::show_fdinfo),
+        llseek: Some(bindings::noop_llseek),
+        // SAFETY: all-zero is a valid `file_operations` (every other entry absent).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// # Safety
+    ///
+    /// Called by the VFS for a file of a `MiscReg<T>` being opened.
+    unsafe extern "C" fn open(inode: *mut bindings::inode, raw: *mut bindings::file) -> i32 {
+        // SAFETY: both are valid for a file being opened.
+        let ret = unsafe { bindings::nonseekable_open(inode, raw) };
+        if ret != 0 {
+            return ret;
+        }
+        // SAFETY: `misc_open()` set the private data to our `miscdevice`, which is the first
+        // field of a live `MiscReg<T>` (invariant) that cannot go away during `open`.
+        let reg = unsafe {
+            &*(*raw)
+                .private_data
+                .cast::<u8>()
+                .sub(offset_of!(MiscReg<T>, misc))
+                .cast::<MiscReg<T>>()
+        };
+        // SAFETY: the file is valid for the duration of `open` and has no fdget_pos region.
+        let file = unsafe { File::from_raw_file(raw) };
+        match T::open(&reg.ctx, file) {
+            Ok(ptr) => {
+                // SAFETY: `open` may set the private data; from here on every entry point
+                // reads it back as `T::Ptr`.
+                unsafe { (*raw).private_data = ptr.into_foreign().cast() };
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS once for a file opened by [`Self::open`].
+    unsafe extern "C" fn release(_inode: *mut bindings::inode, raw: *mut bindings::file) -> i32 {
+        // SAFETY: `open` stored a `T::Ptr`; release takes it back exactly once.
+        let ptr = unsafe { T::Ptr::from_foreign((*raw).private_data.cast()) };
+        T::release(ptr);
+        0
+    }
+
+    /// # Safety
+    ///
+    /// `raw` is a file opened by [`Self::open`]; the VFS keeps it alive during the call.
+    unsafe fn parts<'a>(raw: *mut bindings::file) -> (<T::Ptr as ForeignOwnable>::Borrowed<'a>, &'a File) {
+        // SAFETY: the private data is the `T::Ptr` stored by `open`, not yet released.
+        let this = unsafe { T::Ptr::borrow((*raw).private_data.cast()) };
+        // SAFETY: the file is valid for the call and has no fdget_pos region of ours.
+        let file = unsafe { File::from_raw_file(raw) };
+        (this, file)
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS for a file opened by [`Self::open`].
+    unsafe extern "C" fn read(
+        raw: *mut bindings::file,
+        buf: *mut kernel::ffi::c_char,
+        len: usize,
+        _pos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: forwarded from the VFS.
+        let (this, file) = unsafe { Self::parts(raw) };
+        let out = UserSlice::new(UserPtr::from_ptr(buf.cast()), len).writer();
+        match T::read(this, file, out) {
+            Ok(n) => n as isize,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS for a file opened by [`Self::open`].
+    unsafe extern "C" fn write(
+        raw: *mut bindings::file,
+        buf: *const kernel::ffi::c_char,
+        len: usize,
+        _pos: *mut bindings::loff_t,
+    ) -> isize {
+        // SAFETY: forwarded from the VFS.
+        let (this, file) = unsafe { Self::parts(raw) };
+        let data = UserSlice::new(UserPtr::from_ptr(buf as *mut _), len).reader();
+        match T::write(this, file, data) {
+            Ok(n) => n as isize,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS for a file opened by [`Self::open`].
+    unsafe extern "C" fn ioctl(raw: *mut bindings::file, cmd: u32, arg: usize) -> isize {
+        // SAFETY: forwarded from the VFS.
+        let (this, file) = unsafe { Self::parts(raw) };
+        match T::ioctl(this, file, cmd, UserPtr::from_addr(arg)) {
+            Ok(n) => n,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS for a file opened by [`Self::open`], with a valid poll table or
+    /// NULL.
+    unsafe extern "C" fn poll(
+        raw: *mut bindings::file,
+        table: *mut bindings::poll_table_struct,
+    ) -> bindings::__poll_t {
+        // SAFETY: forwarded from the VFS.
+        let (this, file) = unsafe { Self::parts(raw) };
+        // SAFETY: the table is valid (or NULL) for the duration of the call.
+        let table = unsafe { PollTable::from_raw(table) };
+        T::poll(this, file, table)
+    }
+
+    /// # Safety
+    ///
+    /// Called by procfs for a file opened by [`Self::open`], with a valid `seq_file`.
+    unsafe extern "C" fn show_fdinfo(m: *mut bindings::seq_file, raw: *mut bindings::file) {
+        // SAFETY: forwarded from procfs.
+        let (this, _file) = unsafe { Self::parts(raw) };
+        // SAFETY: `m` is valid and exclusively ours for the call.
+        let m = unsafe { SeqFile::from_raw(m) };
+        T::show_fdinfo(this, m);
+    }
+}
+
+/// Whether the current task may be Venus or a caller: root (CAP_SYS_ADMIN) in the initial
+/// user and pid namespaces, as Linux's `coda_psdev_open` requires (a container's root must
+/// not serve or fake upcalls for the host).
+pub(crate) fn current_may_open() -> bool {
+    // SAFETY: `capable` only reads the current task's credentials.
+    let admin = unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) };
+    // SAFETY: `current_user_ns` reads the current credentials, alive during the call.
+    let user_ns = unsafe { bindings::current_user_ns() };
+    // SAFETY: the current task is alive; only the returned pointer is compared.
+    let pid_ns = unsafe { bindings::task_active_pid_ns(bindings::get_current()) };
+    admin
+        && core::ptr::eq(user_ns, core::ptr::addr_of!(bindings::init_user_ns))
+        && core::ptr::eq(pid_ns, core::ptr::addr_of!(bindings::init_pid_ns))
+}
+
+/// While alive, every signal of the current task but SIGKILL is blocked, so that an
+/// interruptible sleep ends only on a fatal signal (SIGSTOP cannot be blocked either and
+/// ends it too). Linux's `coda_block_signals` does the same for CODA_CLOSE.
+pub(crate) struct SignalBlock {
+    old: bindings::sigset_t,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl SignalBlock {
+    pub(crate) fn new() -> Self {
+        let mut set = bindings::sigset_t {
+            sig: [!(1 << (bindings::SIGKILL - 1))],
+        };
+        let mut old = bindings::sigset_t { sig: [0] };
+        // SAFETY: both sets are valid; `sigprocmask` only changes the current task's mask
+        // and recalculates its pending state. SIG_SETMASK cannot fail.
+        unsafe { bindings::sigprocmask(bindings::SIG_SETMASK as i32, &mut set, &mut old) };
+        Self {
+            old,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for SignalBlock {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on the same task (`!Send`); a signal
+        // that arrived meanwhile becomes pending again and is delivered on return to
+        // userspace.
+        unsafe {
+            bindings::sigprocmask(
+                bindings::SIG_SETMASK as i32,
+                &mut self.old,
+                core::ptr::null_mut(),
+            )
+        };
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs inside the guest (scripts/vm-run.sh): runs the command, then leaves the exit code,
+# kmemleak's report and the kernel log in OUT for the host's splat scan.
+out=$1
+shift
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+kml=/sys/kernel/debug/kmemleak
+# Objects allocated before the test are not ours to judge.
+[ -w $kml ] && echo clear >$kml
+echo 30 >/proc/sys/kernel/hung_task_timeout_secs 2>/dev/null || true
+"$@"
+rc=$?
+if [ -w $kml ]; then
+	# kmemleak reports an object only once it is older than 5 s and seen in two scans.
+	sleep 6
+	echo scan >$kml
+	echo scan >$kml
+	cat $kml >"$out/kmemleak.txt"
+fi
+dmesg >"$out/dmesg.txt"
+echo $rc >"$out/rc"
+exit $rc

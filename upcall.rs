@@ -1,0 +1,734 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The upcall engine: one [`VenusComm`] per `/dev/cfsN`, the channel between kernel-side
+//! callers and Venus.
+//!
+//! A caller's [`VenusComm::call`] queues a request and sleeps until Venus replies; Venus
+//! takes requests with [`VenusComm::take_next`] and answers with [`VenusComm::reply`].
+//!
+//! # Lifetimes
+//!
+//! Linux's coda had use-after-free bugs where a signalled caller freed a request that the
+//! reader or writer was still touching. Here each request is an [`Upcall`] owned by
+//! reference counts (`Arc`): the caller, the request queue, the reply table and a reader or
+//! writer in the middle of a copy each hold their own reference, so no path can free a
+//! request another path still uses. Its mutable state is [`LockedBy`] the device mutex:
+//! every change of phase happens under that one lock, and a request has exactly one
+//! outcome (replied, interrupted, timed out, aborted) decided by whoever changes its phase
+//! first. Copies to and from userspace run without the lock; they hold a reference and
+//! re-check the phase when they come back.
+//!
+//! # Bounds
+//!
+//! All storage is allocated when the device is created: the request queue and the
+//! CODA_SIGNAL queue hold at most `max_outstanding` entries each and the reply table has
+//! twice that many slots. A message occupies one unit of the bound from its call until it
+//! leaves the device (read by Venus when it needs no reply, replied, cancelled, or its
+//! CODA_SIGNAL read); callers beyond the bound sleep until a unit frees up.
+//!
+//! Replies are matched in O(1): a unique is only handed out when its slot in the table
+//! (`unique & mask`) is free, so a lookup is one index and one compare.
+
+use kernel::alloc::KVVec;
+use kernel::new_condvar;
+use kernel::new_mutex;
+use kernel::new_poll_condvar;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::sync::CondVar;
+use kernel::sync::CondVarTimeoutResult;
+use kernel::sync::LockedBy;
+use kernel::sync::Mutex;
+use kernel::sync::MutexGuard;
+use kernel::sync::poll::PollCondVar;
+use kernel::time::msecs_to_jiffies;
+
+use zerocopy::FromZeros;
+
+use crate::coda_msg;
+use crate::coda_msg::InHdr;
+use crate::coda_msg::PsdevStats;
+use crate::raw::SignalBlock;
+
+/// Settings from the module parameters.
+#[derive(Clone, Copy)]
+pub(crate) struct Config {
+    /// How long a call waits for its reply, in seconds; 0 waits forever.
+    pub(crate) timeout_secs: u32,
+    /// Every call ignores ordinary signals (Linux's `coda_hard`).
+    pub(crate) hard: bool,
+    /// Messages a device holds at most.
+    pub(crate) max_outstanding: usize,
+}
+
+/// Where a request is in its life. Terminal phases carry the caller's outcome.
+enum Phase {
+    /// In the request queue.
+    Queued,
+    /// Taken by a reader that is copying it to Venus.
+    Reading,
+    /// Read by Venus; awaiting the reply.
+    Read,
+    /// Venus replied; the caller takes the bytes.
+    Replied(KVec<u8>),
+    /// The call ended with this error and no reply.
+    Failed(Error),
+}
+
+/// Why a caller gives up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum GiveUp {
+    Signal,
+    Timeout,
+}
+
+/// One upcall. See the module documentation for who holds references and why.
+#[pin_data]
+pub(crate) struct Upcall {
+    unique: u32,
+    opcode: u32,
+    /// Room for the reply; `None` for an asynchronous upcall.
+    out_cap: Option<usize>,
+    /// The request as Venus will read it; never changed once shared.
+    msg: KVec<u8>,
+    phase: LockedBy<Phase, CommState>,
+    /// The caller sleeps here.
+    #[pin]
+    done: CondVar,
+}
+
+impl Upcall {
+    pub(crate) fn unique(&self) -> u32 {
+        self.unique
+    }
+}
+
+/// A fixed-capacity FIFO that never allocates after creation.
+struct Ring<T> {
+    slots: KVVec<Option<T>>,
+    head: usize,
+    len: usize,
+}
+
+impl<T> Ring<T> {
+    fn new(cap: usize) -> Result<Self> {
+        let mut slots = KVVec::with_capacity(cap, GFP_KERNEL)?;
+        for _ in 0..cap {
+            slots.push(None, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            slots,
+            head: 0,
+            len: 0,
+        })
+    }
+
+    fn cap(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn idx(&self, i: usize) -> usize {
+        (self.head + i) % self.cap()
+    }
+
+    /// Appends `v`; callers keep `len < cap` through the outstanding bound.
+    fn push_back(&mut self, v: T) -> core::result::Result<(), T> {
+        if self.len == self.cap() {
+            return Err(v);
+        }
+        let i = self.idx(self.len);
+        self.slots[i] = Some(v);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn push_front(&mut self, v: T) -> core::result::Result<(), T> {
+        if self.len == self.cap() {
+            return Err(v);
+        }
+        self.head = (self.head + self.cap() - 1) % self.cap();
+        self.slots[self.head] = Some(v);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn front(&self) -> Option<&T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.slots[self.head].as_ref()
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let v = self.slots[self.head].take();
+        self.head = (self.head + 1) % self.cap();
+        self.len -= 1;
+        v
+    }
+
+    /// Removes the first entry for which `f` holds, keeping the order of the rest. O(n),
+    /// used only when a caller gives up before Venus read its request.
+    fn remove_first(&mut self, mut f: impl FnMut(&T) -> bool) -> Option<T> {
+        let pos = (0..self.len).find(|&i| self.slots[self.idx(i)].as_ref().is_some_and(&mut f))?;
+        let at = self.idx(pos);
+        let v = self.slots[at].take();
+        for i in pos..self.len - 1 {
+            let (to, from) = (self.idx(i), self.idx(i + 1));
+            self.slots[to] = self.slots[from].take();
+        }
+        self.len -= 1;
+        v
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The state of one device, under its mutex.
+pub(crate) struct CommState {
+    /// Venus has the device open.
+    open: bool,
+    next_unique: u32,
+    /// Messages counted against the bound (see the module documentation).
+    occupied: usize,
+    /// Calls that have no outcome yet.
+    outstanding: usize,
+    /// Requests Venus has not read, oldest first.
+    requests: Ring<Arc<Upcall>>,
+    /// Requests whose caller gave up after Venus read them: each becomes a CODA_SIGNAL,
+    /// read before any request.
+    signals: Ring<Arc<Upcall>>,
+    /// Synchronous upcalls in flight, at `unique & mask`.
+    table: KVVec<Option<Arc<Upcall>>>,
+    mask: usize,
+    stats: KBox<PsdevStats>,
+}
+
+/// What a reader took from the queues; it goes back with [`VenusComm::unread`] if the copy
+/// to Venus fails, or is settled with [`VenusComm::commit_read`].
+pub(crate) struct Taken {
+    upcall: Arc<Upcall>,
+    signal: bool,
+}
+
+/// Bytes Venus is about to get for a taken message.
+pub(crate) enum TakenBytes<'a> {
+    Signal(InHdr),
+    Request(&'a [u8]),
+}
+
+/// A reply being copied in; see [`VenusComm::reply_begin`].
+pub(crate) struct PendingReply {
+    upcall: Arc<Upcall>,
+}
+
+/// One `/dev/cfsN`: the queues, the reply table and the wait queues.
+#[pin_data]
+pub(crate) struct VenusComm {
+    pub(crate) minor: u32,
+    config: Config,
+    #[pin]
+    state: Mutex<CommState>,
+    /// Readers of the device and pollers wait here for a message.
+    #[pin]
+    readers: PollCondVar,
+    /// Callers wait here for room under the bound.
+    #[pin]
+    room: CondVar,
+}
+
+fn op_index(opcode: u32) -> usize {
+    (opcode as usize).min(coda_msg::CODA_PSDEV_NOPS - 1)
+}
+
+fn upcall_size(msg_len: usize) -> u64 {
+    (core::mem::size_of::<Upcall>() + msg_len) as u64
+}
+
+impl CommState {
+    fn slot(&self, unique: u32) -> usize {
+        unique as usize & self.mask
+    }
+
+    /// The synchronous upcall `unique` if it is in flight.
+    fn lookup(&self, unique: u32) -> Option<&Arc<Upcall>> {
+        self.table[self.slot(unique)]
+            .as_ref()
+            .filter(|u| u.unique == unique)
+    }
+
+    fn unlist(&mut self, up: &Arc<Upcall>) {
+        let s = self.slot(up.unique);
+        if self.table[s].as_ref().is_some_and(|u| Arc::ptr_eq(u, up)) {
+            self.table[s] = None;
+        }
+    }
+
+    /// Frees one unit of the bound.
+    fn release_unit(&mut self, comm: &VenusComm) {
+        self.occupied -= 1;
+        comm.room.notify_one();
+    }
+
+    fn update_gauges(&mut self) {
+        let st = &mut self.stats;
+        st.outstanding = self.outstanding as u64;
+        st.peak_outstanding = st.peak_outstanding.max(st.outstanding);
+        st.pending = (self.requests.len() + self.signals.len()) as u64;
+    }
+}
+
+impl VenusComm {
+    pub(crate) fn new(minor: u32, config: Config) -> Result<Arc<Self>> {
+        let cap = config.max_outstanding;
+        let slots = (2 * cap).next_power_of_two();
+        let mut table = KVVec::with_capacity(slots, GFP_KERNEL)?;
+        for _ in 0..slots {
+            table.push(None, GFP_KERNEL)?;
+        }
+        let mut stats = KBox::<PsdevStats>::new(PsdevStats::new_zeroed(), GFP_KERNEL)?;
+        stats.version = coda_msg::CODA_PSDEV_STATS_VERSION;
+        stats.minor = minor;
+        let state = CommState {
+            open: false,
+            next_unique: 1,
+            occupied: 0,
+            outstanding: 0,
+            requests: Ring::new(cap)?,
+            signals: Ring::new(cap)?,
+            table,
+            mask: slots - 1,
+            stats,
+        };
+        Arc::pin_init(
+            pin_init!(Self {
+                minor,
+                config,
+                state <- new_mutex!(state, "VenusComm::state"),
+                readers <- new_poll_condvar!("VenusComm::readers"),
+                room <- new_condvar!("VenusComm::room"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CommState> {
+        self.state.lock()
+    }
+
+    /// Venus opens the device: only one opener at a time, starting from empty queues.
+    pub(crate) fn venus_open(&self) -> Result {
+        let mut g = self.lock();
+        if g.open {
+            return Err(EBUSY);
+        }
+        g.open = true;
+        g.stats.opens += 1;
+        Ok(())
+    }
+
+    /// Venus closed the device: every caller wakes with ENODEV and every queued message is
+    /// freed; a new open starts afresh.
+    pub(crate) fn venus_close(&self) {
+        let mut g = self.lock();
+        g.open = false;
+        let st = &mut *g;
+        for i in 0..st.table.len() {
+            if let Some(up) = st.table[i].take() {
+                *up.phase.access_mut(st) = Phase::Failed(ENODEV);
+                st.stats.op[op_index(up.opcode)].aborted += 1;
+                st.stats.mem_bytes -= upcall_size(up.msg.len());
+                st.outstanding -= 1;
+                up.done.notify_all();
+            }
+        }
+        while let Some(up) = st.requests.pop_front() {
+            // Synchronous requests were settled through the table above.
+            if up.out_cap.is_none() {
+                st.stats.op[op_index(up.opcode)].aborted += 1;
+                st.stats.mem_bytes -= upcall_size(up.msg.len());
+                st.outstanding -= 1;
+            }
+        }
+        while st.signals.pop_front().is_some() {}
+        st.occupied = 0;
+        st.stats.processing = 0;
+        st.update_gauges();
+        drop(g);
+        self.room.notify_all();
+        self.readers.notify_all();
+    }
+
+    /// Queues an upcall; the first step of [`Self::call`]. `msg` starts with a
+    /// `coda_in_hdr` whose unique is overwritten. `out_cap` is `None` for an asynchronous
+    /// upcall, which is freed once Venus has read it.
+    pub(crate) fn submit(&self, mut msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
+        if msg.len() < coda_msg::IN_HDR_SIZE || msg.len() > coda_msg::VC_MAXMSGSIZE {
+            return Err(EINVAL);
+        }
+        if out_cap.is_some_and(|c| c < coda_msg::OUT_HDR_SIZE || c > coda_msg::VC_MAXMSGSIZE) {
+            return Err(EINVAL);
+        }
+        let opcode = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+        if !coda_msg::is_upcall(opcode) {
+            return Err(EINVAL);
+        }
+        let mut g = self.lock();
+        loop {
+            if !g.open {
+                return Err(ENODEV);
+            }
+            if g.occupied < self.config.max_outstanding {
+                break;
+            }
+            // `call` has blocked ordinary signals where they must not interrupt.
+            if self.room.wait_interruptible(&mut g) {
+                return Err(EINTR);
+            }
+        }
+        let unique = loop {
+            let u = g.next_unique;
+            g.next_unique = u.wrapping_add(1);
+            // Uniques of asynchronous upcalls take no slot, but keep them distinct anyway.
+            if u != 0 && g.table[g.slot(u)].is_none() {
+                break u;
+            }
+        };
+        msg[4..8].copy_from_slice(&unique.to_ne_bytes());
+        let len = msg.len();
+        let st = &mut *g;
+        let up = Arc::pin_init(
+            pin_init!(Upcall {
+                unique,
+                opcode,
+                out_cap,
+                msg,
+                phase: LockedBy::new(&self.state, Phase::Queued),
+                done <- new_condvar!("Upcall::done"),
+            }),
+            GFP_KERNEL,
+        )?;
+        if out_cap.is_some() {
+            let s = st.slot(unique);
+            st.table[s] = Some(up.clone());
+        }
+        if st.requests.push_back(up.clone()).is_err() {
+            // Cannot happen: the queue holds `max_outstanding` and `occupied` is below it.
+            st.unlist(&up);
+            return Err(EBUSY);
+        }
+        st.occupied += 1;
+        st.outstanding += 1;
+        let ops = &mut st.stats.op[op_index(opcode)];
+        ops.calls += 1;
+        st.stats.mem_bytes += upcall_size(len);
+        st.update_gauges();
+        drop(g);
+        self.readers.notify_one();
+        Ok(up)
+    }
+
+    /// Makes an upcall and waits for Venus's reply, which it returns (exactly the bytes
+    /// Venus wrote). Fails with ENODEV when Venus is away or closes the device, EINTR on a
+    /// signal (only SIGKILL for CODA_CLOSE, CODA_STORE, CODA_RELEASE, CODA_ACCESS_INTENT or
+    /// when `hard` is set), ETIMEDOUT when the timeout runs out, EIO when the reply did not
+    /// fit `out_cap`.
+    pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<KVec<u8>> {
+        self.call_unique(msg, out_cap).map(|(_, reply)| reply)
+    }
+
+    /// [`Self::call`], also returning the unique the upcall carried.
+    pub(crate) fn call_unique(&self, msg: KVec<u8>, out_cap: usize) -> Result<(u32, KVec<u8>)> {
+        let opcode = msg
+            .get(0..4)
+            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let interruptible = !self.config.hard && !coda_msg::is_uninterruptible(opcode);
+        // Blocks ordinary signals around both the wait for room and the wait for the reply.
+        let _block = (!interruptible).then(SignalBlock::new);
+        let up = self.submit(msg, Some(out_cap))?;
+        self.wait(&up).map(|reply| (up.unique, reply))
+    }
+
+    /// Sleeps until `up` has an outcome, giving up on a signal or the timeout.
+    pub(crate) fn wait(&self, up: &Arc<Upcall>) -> Result<KVec<u8>> {
+        let mut left = match self.config.timeout_secs {
+            0 => None,
+            s => Some(msecs_to_jiffies(s.saturating_mul(1000))),
+        };
+        let mut g = self.lock();
+        loop {
+            if let Some(r) = Self::outcome(&mut g, up) {
+                return r;
+            }
+            let give_up = match left {
+                None => up.done.wait_interruptible(&mut g).then_some(GiveUp::Signal),
+                Some(j) => match up.done.wait_interruptible_timeout(&mut g, j) {
+                    CondVarTimeoutResult::Woken { jiffies } => {
+                        left = Some(jiffies.max(1));
+                        None
+                    }
+                    CondVarTimeoutResult::Signal { .. } => Some(GiveUp::Signal),
+                    CondVarTimeoutResult::Timeout => Some(GiveUp::Timeout),
+                },
+            };
+            if let Some(why) = give_up {
+                // A reply that arrived meanwhile wins over the signal or the timeout.
+                if let Some(r) = Self::outcome(&mut g, up) {
+                    return r;
+                }
+                self.give_up(&mut g, up, why);
+                return Err(match why {
+                    GiveUp::Signal => EINTR,
+                    GiveUp::Timeout => ETIMEDOUT,
+                });
+            }
+        }
+    }
+
+    /// The outcome of `up` if it has one; takes the reply bytes.
+    fn outcome(g: &mut MutexGuard<'_, CommState>, up: &Upcall) -> Option<Result<KVec<u8>>> {
+        match core::mem::replace(up.phase.access_mut(g), Phase::Failed(EIO)) {
+            Phase::Replied(bytes) => Some(Ok(bytes)),
+            Phase::Failed(e) => Some(Err(e)),
+            other => {
+                *up.phase.access_mut(g) = other;
+                None
+            }
+        }
+    }
+
+    /// The caller of `up` stops waiting: before Venus read the request it is dequeued,
+    /// after it Venus is sent CODA_SIGNAL for it. Used by [`Self::wait`], and by tests.
+    pub(crate) fn give_up(&self, g: &mut MutexGuard<'_, CommState>, up: &Arc<Upcall>, why: GiveUp) {
+        let st = &mut **g;
+        let phase = core::mem::replace(up.phase.access_mut(st), Phase::Failed(EINTR));
+        let ops = &mut st.stats.op[op_index(up.opcode)];
+        match why {
+            GiveUp::Timeout => ops.timeouts += 1,
+            GiveUp::Signal => match phase {
+                Phase::Read => ops.intr_after_read += 1,
+                _ => ops.intr_before_read += 1,
+            },
+        }
+        st.unlist(up);
+        st.outstanding -= 1;
+        st.stats.mem_bytes -= upcall_size(up.msg.len());
+        match phase {
+            Phase::Queued => {
+                if st
+                    .requests
+                    .remove_first(|u| Arc::ptr_eq(u, up))
+                    .is_some()
+                {
+                    st.release_unit(self);
+                }
+            }
+            Phase::Read => {
+                st.stats.processing -= 1;
+                // Cannot fail: the request held the unit that the signal now holds.
+                let _ = st.signals.push_back(up.clone());
+                self.readers.notify_one();
+            }
+            // The reader copying it settles it in `commit_read`/`unread`.
+            Phase::Reading => {}
+            Phase::Replied(_) | Phase::Failed(_) => {}
+        }
+        g.update_gauges();
+    }
+
+    /// Takes the next message for Venus, CODA_SIGNAL first, if `room` bytes can hold it.
+    /// Returns `Ok(None)` when nothing is queued, EMSGSIZE when the head message is longer
+    /// than `room` (it stays queued: Linux truncates it and loses the rest).
+    pub(crate) fn take_next(&self, room: usize) -> Result<Option<Taken>> {
+        let mut g = self.lock();
+        let st = &mut *g;
+        if st.signals.front().is_some() {
+            if room < coda_msg::IN_HDR_SIZE {
+                return Err(EMSGSIZE);
+            }
+            let up = st.signals.pop_front().ok_or(EINVAL)?;
+            return Ok(Some(Taken { upcall: up, signal: true }));
+        }
+        let Some(up) = st.requests.front() else {
+            return Ok(None);
+        };
+        if up.msg.len() > room {
+            return Err(EMSGSIZE);
+        }
+        let up = st.requests.pop_front().ok_or(EINVAL)?;
+        *up.phase.access_mut(st) = Phase::Reading;
+        Ok(Some(Taken { upcall: up, signal: false }))
+    }
+
+    /// Gives the bytes of a taken message to `f` (which copies them to Venus) without the
+    /// lock held: the copy may fault.
+    pub(crate) fn with_taken_bytes<R>(&self, t: &Taken, f: impl FnOnce(TakenBytes<'_>) -> R) -> R {
+        if t.signal {
+            let hdr = InHdr {
+                opcode: coda_msg::CODA_SIGNAL,
+                unique: t.upcall.unique,
+                pid: 0,
+                pgid: 0,
+                uid: 0,
+            };
+            return f(TakenBytes::Signal(hdr));
+        }
+        f(TakenBytes::Request(&t.upcall.msg))
+    }
+
+    /// The copy of a taken message to Venus failed: it goes back to the head of its queue.
+    pub(crate) fn unread(&self, t: Taken) {
+        let mut g = self.lock();
+        let st = &mut *g;
+        if t.signal {
+            let _ = st.signals.push_front(t.upcall);
+        } else if matches!(t.upcall.phase.access(st), Phase::Reading) {
+            *t.upcall.phase.access_mut(st) = Phase::Queued;
+            let _ = st.requests.push_front(t.upcall);
+        } else {
+            // The caller gave up during the copy: the message leaves the device.
+            st.release_unit(self);
+        }
+        st.update_gauges();
+        drop(g);
+        self.readers.notify_one();
+    }
+
+    /// Venus got the whole message.
+    pub(crate) fn commit_read(&self, t: Taken) {
+        let mut g = self.lock();
+        let st = &mut *g;
+        let up = t.upcall;
+        let op = op_index(up.opcode);
+        if t.signal {
+            st.stats.op[op].signals_sent += 1;
+            st.stats.op[op].bytes_in += coda_msg::IN_HDR_SIZE as u64;
+            st.release_unit(self);
+        } else {
+            let len = up.msg.len();
+            st.stats.op[op].bytes_in += len as u64;
+            let reading = matches!(up.phase.access(st), Phase::Reading);
+            if reading && up.out_cap.is_none() {
+                st.stats.op[op].async_read += 1;
+                st.outstanding -= 1;
+                st.stats.mem_bytes -= upcall_size(len);
+                st.release_unit(self);
+            } else if reading {
+                *up.phase.access_mut(st) = Phase::Read;
+                st.stats.processing += 1;
+            } else {
+                // The caller gave up during the copy, after Venus got it: Venus must hear
+                // of it like any call interrupted after the read.
+                let _ = st.signals.push_back(up);
+                self.readers.notify_one();
+            }
+        }
+        st.update_gauges();
+    }
+
+    /// The first half of a reply: finds the request Venus read for `unique`. The caller
+    /// then copies the reply in without the lock and finishes with [`Self::reply_commit`].
+    /// Fails with ESRCH for a unique Venus has not read (or whose caller gave up), and with
+    /// EINVAL for a reply longer than the caller's room, whose caller then gets EIO.
+    pub(crate) fn reply_begin(&self, unique: u32, len: usize) -> Result<PendingReply> {
+        let mut g = self.lock();
+        let st = &mut *g;
+        let Some(up) = st.lookup(unique).cloned() else {
+            st.stats.bad_writes += 1;
+            return Err(ESRCH);
+        };
+        if !matches!(up.phase.access(st), Phase::Read) {
+            st.stats.bad_writes += 1;
+            return Err(ESRCH);
+        }
+        if len > up.out_cap.unwrap_or(0) {
+            st.stats.bad_writes += 1;
+            self.finish(st, &up, Phase::Failed(EIO));
+            st.stats.op[op_index(up.opcode)].bad_replies += 1;
+            return Err(EINVAL);
+        }
+        Ok(PendingReply { upcall: up })
+    }
+
+    /// Hands the reply to its caller. ESRCH if the caller gave up meanwhile.
+    pub(crate) fn reply_commit(&self, r: PendingReply, bytes: KVec<u8>) -> Result {
+        let mut g = self.lock();
+        let st = &mut *g;
+        let up = r.upcall;
+        if !matches!(up.phase.access(st), Phase::Read) {
+            st.stats.bad_writes += 1;
+            return Err(ESRCH);
+        }
+        let ops = &mut st.stats.op[op_index(up.opcode)];
+        ops.replies += 1;
+        ops.bytes_out += bytes.len() as u64;
+        self.finish(st, &up, Phase::Replied(bytes));
+        Ok(())
+    }
+
+    /// Settles a request Venus read with `outcome` and wakes its caller.
+    fn finish(&self, st: &mut CommState, up: &Arc<Upcall>, outcome: Phase) {
+        *up.phase.access_mut(st) = outcome;
+        st.unlist(up);
+        st.outstanding -= 1;
+        st.stats.processing -= 1;
+        st.stats.mem_bytes -= upcall_size(up.msg.len());
+        st.release_unit(self);
+        st.update_gauges();
+        up.done.notify_all();
+    }
+
+    /// Counts a downcall Venus wrote, and one that was refused.
+    pub(crate) fn count_downcall(&self, opcode: u32, dropped: u64) {
+        let mut g = self.lock();
+        g.stats.downcalls += 1;
+        g.stats.downcall_by_op[op_index(opcode)] += 1;
+        g.stats.downcalls_dropped += dropped;
+    }
+
+    pub(crate) fn count_bad_write(&self) {
+        self.lock().stats.bad_writes += 1;
+    }
+
+    /// Whether a message waits for Venus.
+    pub(crate) fn readable(&self) -> bool {
+        let g = self.lock();
+        g.signals.len() + g.requests.len() > 0
+    }
+
+    pub(crate) fn readers(&self) -> &PollCondVar {
+        &self.readers
+    }
+
+    /// Sleeps until a message is queued; true if a signal ended the sleep.
+    pub(crate) fn wait_readable(&self) -> bool {
+        let mut g = self.lock();
+        while g.signals.len() + g.requests.len() == 0 {
+            if self.readers.wait_interruptible(&mut g) {
+                // Another reader may have been skipped by our exclusive wake-up.
+                if g.signals.len() + g.requests.len() > 0 {
+                    self.readers.notify_one();
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A copy of the statistics.
+    pub(crate) fn stats(&self, out: &mut PsdevStats) {
+        let g = self.lock();
+        *out = *g.stats;
+    }
+
+    /// The statistics as bytes, for the ioctls.
+    pub(crate) fn stats_bytes(&self) -> Result<KBox<PsdevStats>> {
+        let mut b = KBox::<PsdevStats>::new(PsdevStats::new_zeroed(), GFP_KERNEL)?;
+        self.stats(&mut b);
+        Ok(b)
+    }
+}
