@@ -42,13 +42,14 @@ pub(crate) struct VenusFile {
 
 pub(crate) struct CfsOps;
 
-
 impl VenusFile {
     fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
         loop {
             if let Some(t) = self.comm.take_next(out.len())? {
                 let copied = self.comm.with_taken_bytes(&t, |b| match b {
-                    TakenBytes::Signal(hdr) => out.write_slice(hdr.as_bytes()).map(|_| hdr.as_bytes().len()),
+                    TakenBytes::Signal(hdr) => out
+                        .write_slice(hdr.as_bytes())
+                        .map(|_| hdr.as_bytes().len()),
                     TakenBytes::Request(bytes) => out.write_slice(bytes).map(|_| bytes.len()),
                 });
                 return match copied {
@@ -169,7 +170,12 @@ impl FileOps for CfsOps {
         this.write(data)
     }
 
-    fn ioctl(this: ArcBorrow<'_, VenusFile>, _file: &File, cmd: u32, arg: UserPtr) -> Result<isize> {
+    fn ioctl(
+        this: ArcBorrow<'_, VenusFile>,
+        _file: &File,
+        cmd: u32,
+        arg: UserPtr,
+    ) -> Result<isize> {
         this.ioctl(cmd, arg)
     }
 
@@ -195,7 +201,11 @@ impl FileOps for CfsOps {
         seq_print!(m, "coda_mem_bytes:\t{}\n", st.mem_bytes);
         seq_print!(m, "coda_calls:\t{}\n", sum(|o| o.calls));
         seq_print!(m, "coda_replies:\t{}\n", sum(|o| o.replies));
-        seq_print!(m, "coda_intr_before_read:\t{}\n", sum(|o| o.intr_before_read));
+        seq_print!(
+            m,
+            "coda_intr_before_read:\t{}\n",
+            sum(|o| o.intr_before_read)
+        );
         seq_print!(m, "coda_intr_after_read:\t{}\n", sum(|o| o.intr_after_read));
         seq_print!(m, "coda_signals_sent:\t{}\n", sum(|o| o.signals_sent));
         seq_print!(m, "coda_timeouts:\t{}\n", sum(|o| o.timeouts));

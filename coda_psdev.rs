@@ -76,7 +76,11 @@ impl kernel::Module for CodaPsdevModule {
         }
         let max = module_parameters::max_outstanding.value();
         if max == 0 || max > MAX_OUTSTANDING {
-            pr_err!("max_outstanding={} is out of range: give 1 to {}\n", max, MAX_OUTSTANDING);
+            pr_err!(
+                "max_outstanding={} is out of range: give 1 to {}\n",
+                max,
+                MAX_OUTSTANDING
+            );
             return Err(EINVAL);
         }
         let config = Config {
@@ -95,7 +99,10 @@ impl kernel::Module for CodaPsdevModule {
                 hub: hub.clone(),
             };
             let name = CString::try_from_fmt(fmt!("cfs{}", minor))?;
-            cfs.push(KBox::pin_init(MiscReg::register(name, ctx), GFP_KERNEL)?, GFP_KERNEL)?;
+            cfs.push(
+                KBox::pin_init(MiscReg::register(name, ctx), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
         }
         let ctl = KBox::pin_init(
             MiscReg::register(

@@ -134,20 +134,21 @@ impl ControlFile {
             return Err(EINVAL);
         }
         let mut msg = KVec::new();
-        UserSlice::new(UserPtr::from_addr(c.in_ as usize), in_len).read_all(&mut msg, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(c.in_ as usize), in_len)
+            .read_all(&mut msg, GFP_KERNEL)?;
         if c.flags & coda_msg::CODA_CTL_ASYNC != 0 {
             let up = comm.submit(msg, None)?;
             c.unique = up.unique();
             c.out_len = 0;
         } else {
             let cap = c.out_cap as usize;
-            let (unique, reply) = comm.call_unique(msg, cap)?;
+            let reply = comm.call(msg, cap)?;
             // The caller sized `out` with out_cap, and the reply fits it.
-            UserSlice::new(UserPtr::from_addr(c.out as usize), reply.len())
+            UserSlice::new(UserPtr::from_addr(c.out as usize), reply.bytes.len())
                 .writer()
-                .write_slice(&reply)?;
-            c.unique = unique;
-            c.out_len = reply.len() as u32;
+                .write_slice(&reply.bytes)?;
+            c.unique = reply.unique;
+            c.out_len = reply.bytes.len() as u32;
         }
         writer.write_slice(c.as_bytes())?;
         Ok(0)
@@ -231,11 +232,20 @@ impl FileOps for CtlOps {
         this.read(file, out)
     }
 
-    fn write(_this: ArcBorrow<'_, ControlFile>, _file: &File, _data: UserSliceReader) -> Result<usize> {
+    fn write(
+        _this: ArcBorrow<'_, ControlFile>,
+        _file: &File,
+        _data: UserSliceReader,
+    ) -> Result<usize> {
         Err(EINVAL)
     }
 
-    fn ioctl(this: ArcBorrow<'_, ControlFile>, _file: &File, cmd: u32, arg: UserPtr) -> Result<isize> {
+    fn ioctl(
+        this: ArcBorrow<'_, ControlFile>,
+        _file: &File,
+        cmd: u32,
+        arg: UserPtr,
+    ) -> Result<isize> {
         match cmd {
             coda_msg::CODA_CTL_IOC_CALL => this.call(arg),
             coda_msg::CODA_CTL_IOC_STATS => this.stats(arg),
@@ -254,6 +264,10 @@ impl FileOps for CtlOps {
 
     fn show_fdinfo(this: ArcBorrow<'_, ControlFile>, m: &SeqFile) {
         seq_print!(m, "coda_devices:\t{}\n", this.comms.len());
-        seq_print!(m, "coda_downcalls_queued:\t{}\n", this.listener.queue.lock().len());
+        seq_print!(
+            m,
+            "coda_downcalls_queued:\t{}\n",
+            this.listener.queue.lock().len()
+        );
     }
 }

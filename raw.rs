@@ -42,8 +42,11 @@ pub(crate) trait FileOps: Sized + 'static {
     /// The last reference to the file is gone.
     fn release(this: Self::Ptr);
     /// `read(2)`: `out` is the caller's buffer.
-    fn read(this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, file: &File, out: UserSliceWriter)
-        -> Result<usize>;
+    fn read(
+        this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        file: &File,
+        out: UserSliceWriter,
+    ) -> Result<usize>;
     /// `write(2)`: `data` is the caller's buffer.
     fn write(
         this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
@@ -58,8 +61,11 @@ pub(crate) trait FileOps: Sized + 'static {
         arg: UserPtr,
     ) -> Result<isize>;
     /// `poll(2)`/`epoll`: registers on the wait queues, returns the ready mask.
-    fn poll(this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, file: &File, table: PollTable<'_>)
-        -> u32;
+    fn poll(
+        this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        file: &File,
+        table: PollTable<'_>,
+    ) -> u32;
     /// `/proc/<pid>/fdinfo/<fd>`.
     fn show_fdinfo(this: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, m: &SeqFile);
 }
@@ -182,7 +188,9 @@ impl<T: FileOps> Vtable<T> {
     /// # Safety
     ///
     /// `raw` is a file opened by [`Self::open`]; the VFS keeps it alive during the call.
-    unsafe fn parts<'a>(raw: *mut bindings::file) -> (<T::Ptr as ForeignOwnable>::Borrowed<'a>, &'a File) {
+    unsafe fn parts<'a>(
+        raw: *mut bindings::file,
+    ) -> (<T::Ptr as ForeignOwnable>::Borrowed<'a>, &'a File) {
         // SAFETY: the private data is the `T::Ptr` stored by `open`, not yet released.
         let this = unsafe { T::Ptr::borrow((*raw).private_data.cast()) };
         // SAFETY: the file is valid for the call and has no fdget_pos region of ours.

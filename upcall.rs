@@ -34,13 +34,13 @@ use kernel::new_condvar;
 use kernel::new_mutex;
 use kernel::new_poll_condvar;
 use kernel::prelude::*;
+use kernel::sync::poll::PollCondVar;
 use kernel::sync::Arc;
 use kernel::sync::CondVar;
 use kernel::sync::CondVarTimeoutResult;
 use kernel::sync::LockedBy;
 use kernel::sync::Mutex;
 use kernel::sync::MutexGuard;
-use kernel::sync::poll::PollCondVar;
 use kernel::time::msecs_to_jiffies;
 
 use zerocopy::FromZeros;
@@ -105,35 +105,35 @@ impl Upcall {
 
 /// A fixed-capacity FIFO that never allocates after creation.
 struct Ring<T> {
+    /// A power of two long, so that positions wrap with a mask.
     slots: KVVec<Option<T>>,
+    limit: usize,
     head: usize,
     len: usize,
 }
 
 impl<T> Ring<T> {
-    fn new(cap: usize) -> Result<Self> {
-        let mut slots = KVVec::with_capacity(cap, GFP_KERNEL)?;
-        for _ in 0..cap {
+    fn new(limit: usize) -> Result<Self> {
+        let n = limit.max(1).next_power_of_two();
+        let mut slots = KVVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
             slots.push(None, GFP_KERNEL)?;
         }
         Ok(Self {
             slots,
+            limit,
             head: 0,
             len: 0,
         })
     }
 
-    fn cap(&self) -> usize {
-        self.slots.len()
-    }
-
     fn idx(&self, i: usize) -> usize {
-        (self.head + i) % self.cap()
+        (self.head + i) & (self.slots.len() - 1)
     }
 
     /// Appends `v`; callers keep `len < cap` through the outstanding bound.
     fn push_back(&mut self, v: T) -> core::result::Result<(), T> {
-        if self.len == self.cap() {
+        if self.len >= self.limit {
             return Err(v);
         }
         let i = self.idx(self.len);
@@ -143,10 +143,10 @@ impl<T> Ring<T> {
     }
 
     fn push_front(&mut self, v: T) -> core::result::Result<(), T> {
-        if self.len == self.cap() {
+        if self.len >= self.limit {
             return Err(v);
         }
-        self.head = (self.head + self.cap() - 1) % self.cap();
+        self.head = self.idx(self.slots.len() - 1);
         self.slots[self.head] = Some(v);
         self.len += 1;
         Ok(())
@@ -164,7 +164,7 @@ impl<T> Ring<T> {
             return None;
         }
         let v = self.slots[self.head].take();
-        self.head = (self.head + 1) % self.cap();
+        self.head = self.idx(1);
         self.len -= 1;
         v
     }
@@ -219,6 +219,12 @@ pub(crate) struct Taken {
 pub(crate) enum TakenBytes<'a> {
     Signal(InHdr),
     Request(&'a [u8]),
+}
+
+/// What a synchronous call returns: Venus's reply, and the unique the upcall carried.
+pub(crate) struct Reply {
+    pub(crate) unique: u32,
+    pub(crate) bytes: KVec<u8>,
 }
 
 /// A reply being copied in; see [`VenusComm::reply_begin`].
@@ -437,12 +443,7 @@ impl VenusComm {
     /// signal (only SIGKILL for CODA_CLOSE, CODA_STORE, CODA_RELEASE, CODA_ACCESS_INTENT or
     /// when `hard` is set), ETIMEDOUT when the timeout runs out, EIO when the reply did not
     /// fit `out_cap`.
-    pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<KVec<u8>> {
-        self.call_unique(msg, out_cap).map(|(_, reply)| reply)
-    }
-
-    /// [`Self::call`], also returning the unique the upcall carried.
-    pub(crate) fn call_unique(&self, msg: KVec<u8>, out_cap: usize) -> Result<(u32, KVec<u8>)> {
+    pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
         let opcode = msg
             .get(0..4)
             .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
@@ -450,7 +451,10 @@ impl VenusComm {
         // Blocks ordinary signals around both the wait for room and the wait for the reply.
         let _block = (!interruptible).then(SignalBlock::new);
         let up = self.submit(msg, Some(out_cap))?;
-        self.wait(&up).map(|reply| (up.unique, reply))
+        self.wait(&up).map(|bytes| Reply {
+            unique: up.unique,
+            bytes,
+        })
     }
 
     /// Sleeps until `up` has an outcome, giving up on a signal or the timeout.
@@ -519,11 +523,7 @@ impl VenusComm {
         st.stats.mem_bytes -= upcall_size(up.msg.len());
         match phase {
             Phase::Queued => {
-                if st
-                    .requests
-                    .remove_first(|u| Arc::ptr_eq(u, up))
-                    .is_some()
-                {
+                if st.requests.remove_first(|u| Arc::ptr_eq(u, up)).is_some() {
                     st.release_unit(self);
                 }
             }
@@ -551,7 +551,10 @@ impl VenusComm {
                 return Err(EMSGSIZE);
             }
             let up = st.signals.pop_front().ok_or(EINVAL)?;
-            return Ok(Some(Taken { upcall: up, signal: true }));
+            return Ok(Some(Taken {
+                upcall: up,
+                signal: true,
+            }));
         }
         let Some(up) = st.requests.front() else {
             return Ok(None);
@@ -561,7 +564,10 @@ impl VenusComm {
         }
         let up = st.requests.pop_front().ok_or(EINVAL)?;
         *up.phase.access_mut(st) = Phase::Reading;
-        Ok(Some(Taken { upcall: up, signal: false }))
+        Ok(Some(Taken {
+            upcall: up,
+            signal: false,
+        }))
     }
 
     /// Gives the bytes of a taken message to `f` (which copies them to Venus) without the
@@ -730,5 +736,222 @@ impl VenusComm {
         let mut b = KBox::<PsdevStats>::new(PsdevStats::new_zeroed(), GFP_KERNEL)?;
         self.stats(&mut b);
         Ok(b)
+    }
+}
+
+#[kunit_tests(coda_psdev_upcall)]
+mod tests {
+    use super::*;
+    use kernel::time::delay::fsleep;
+    use kernel::time::Delta;
+
+    const CFG: Config = Config {
+        timeout_secs: 0,
+        hard: false,
+        max_outstanding: 8,
+    };
+
+    fn open_comm(config: Config) -> Result<Arc<VenusComm>> {
+        let comm = VenusComm::new(0, config)?;
+        comm.venus_open()?;
+        Ok(comm)
+    }
+
+    /// A STATFS request whose body carries `tag`, so a test can tell messages apart.
+    fn request(tag: u8) -> Result<KVec<u8>> {
+        let mut m = KVec::from_elem(tag, coda_msg::IN_HDR_SIZE + 4, GFP_KERNEL)?;
+        m[0..4].copy_from_slice(&coda_msg::CODA_STATFS.to_ne_bytes());
+        Ok(m)
+    }
+
+    /// Venus reads the next message; returns (was a signal, unique, body tag).
+    fn venus_read(comm: &VenusComm) -> Result<Option<(bool, u32, u8)>> {
+        let Some(t) = comm.take_next(coda_msg::VC_MAXMSGSIZE)? else {
+            return Ok(None);
+        };
+        let r = comm.with_taken_bytes(&t, |b| match b {
+            TakenBytes::Signal(h) => (true, h.unique, 0),
+            TakenBytes::Request(m) => (
+                false,
+                u32::from_ne_bytes([m[4], m[5], m[6], m[7]]),
+                m[m.len() - 1],
+            ),
+        });
+        comm.commit_read(t);
+        Ok(Some(r))
+    }
+
+    fn venus_reply(comm: &VenusComm, unique: u32, len: usize, tag: u8) -> Result {
+        let p = comm.reply_begin(unique, len)?;
+        let mut bytes = KVec::from_elem(tag, len, GFP_KERNEL)?;
+        bytes[0..4].copy_from_slice(&coda_msg::CODA_STATFS.to_ne_bytes());
+        bytes[4..8].copy_from_slice(&unique.to_ne_bytes());
+        comm.reply_commit(p, bytes)
+    }
+
+    fn stats(comm: &VenusComm) -> Result<KBox<PsdevStats>> {
+        comm.stats_bytes()
+    }
+
+    #[test]
+    fn queue_order() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        let b = comm.submit(request(2)?, Some(64))?;
+        let c = comm.submit(request(3)?, None)?;
+        assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
+        assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
+        assert_eq!(venus_read(&comm)?, Some((false, c.unique, 3)));
+        assert_eq!(venus_read(&comm)?, None);
+        assert_eq!(
+            stats(&comm)?.op[coda_msg::CODA_STATFS as usize].async_read,
+            1
+        );
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn short_buffer_keeps_message() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        assert!(matches!(comm.take_next(8), Err(e) if e == EMSGSIZE));
+        assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn signal_before_read() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        let b = comm.submit(request(2)?, Some(64))?;
+        comm.give_up(&mut comm.lock(), &a, GiveUp::Signal);
+        // A is gone without a trace; B is next and no CODA_SIGNAL is sent.
+        assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
+        assert_eq!(venus_read(&comm)?, None);
+        let st = stats(&comm)?;
+        assert_eq!(st.op[coda_msg::CODA_STATFS as usize].intr_before_read, 1);
+        assert_eq!(st.outstanding, 1);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn signal_after_read() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
+        let b = comm.submit(request(2)?, Some(64))?;
+        comm.give_up(&mut comm.lock(), &a, GiveUp::Signal);
+        // The CODA_SIGNAL overtakes the queued request.
+        assert_eq!(venus_read(&comm)?, Some((true, a.unique, 0)));
+        assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
+        assert!(matches!(venus_reply(&comm, a.unique, 12, 0), Err(e) if e == ESRCH));
+        let st = stats(&comm)?;
+        assert_eq!(st.op[coda_msg::CODA_STATFS as usize].intr_after_read, 1);
+        assert_eq!(st.op[coda_msg::CODA_STATFS as usize].signals_sent, 1);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn reply_matching() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        let b = comm.submit(request(2)?, Some(64))?;
+        venus_read(&comm)?;
+        venus_read(&comm)?;
+        // Out of order, and B shorter than its room: each caller gets its own bytes.
+        venus_reply(&comm, b.unique, 20, 0xbb)?;
+        venus_reply(&comm, a.unique, 64, 0xaa)?;
+        let ra = comm.wait(&a)?;
+        let rb = comm.wait(&b)?;
+        assert_eq!((ra.len(), ra[63]), (64, 0xaa));
+        assert_eq!((rb.len(), rb[19]), (20, 0xbb));
+        // A second reply to the same unique finds nobody.
+        assert!(matches!(venus_reply(&comm, a.unique, 12, 0), Err(e) if e == ESRCH));
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn oversized_reply_fails_caller_with_eio() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(16))?;
+        venus_read(&comm)?;
+        assert!(matches!(venus_reply(&comm, a.unique, 17, 0), Err(e) if e == EINVAL));
+        assert!(matches!(comm.wait(&a), Err(e) if e == EIO));
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn timeout() -> Result {
+        let comm = open_comm(Config {
+            timeout_secs: 1,
+            ..CFG
+        })?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        venus_read(&comm)?;
+        assert!(matches!(comm.wait(&a), Err(e) if e == ETIMEDOUT));
+        // Venus had read it, so it hears of the timeout.
+        assert_eq!(venus_read(&comm)?, Some((true, a.unique, 0)));
+        assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].timeouts, 1);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn close_with_waiters() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        let b = comm.submit(request(2)?, Some(64))?;
+        venus_read(&comm)?;
+        comm.venus_close();
+        assert!(matches!(comm.wait(&a), Err(e) if e == ENODEV));
+        assert!(matches!(comm.wait(&b), Err(e) if e == ENODEV));
+        assert!(matches!(comm.submit(request(3)?, Some(64)), Err(e) if e == ENODEV));
+        let st = stats(&comm)?;
+        assert_eq!(
+            (st.outstanding, st.pending, st.processing, st.mem_bytes),
+            (0, 0, 0, 0)
+        );
+        // A new open starts from empty queues.
+        comm.venus_open()?;
+        assert_eq!(venus_read(&comm)?, None);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn bound_on_outstanding() -> Result {
+        let comm = open_comm(Config {
+            max_outstanding: 2,
+            ..CFG
+        })?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        let _b = comm.submit(request(2)?, Some(64))?;
+        // A third caller, in a worker, must wait for room.
+        let c2 = comm.clone();
+        kernel::workqueue::system().try_spawn(GFP_KERNEL, move || {
+            if let Ok(m) = request(3) {
+                let _ = c2.call(m, 64);
+            }
+        })?;
+        fsleep(Delta::from_millis(200));
+        assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls, 2);
+        venus_read(&comm)?;
+        venus_reply(&comm, a.unique, 12, 0)?;
+        comm.wait(&a)?;
+        let mut waited = 0;
+        while stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls < 3 && waited < 50 {
+            fsleep(Delta::from_millis(100));
+            waited += 1;
+        }
+        assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls, 3);
+        // Closing releases the worker's call with ENODEV.
+        comm.venus_close();
+        Ok(())
     }
 }

@@ -32,7 +32,7 @@ kvm=(--disable-kvm)
 [ "${CODA_KVM:-0}" = 1 ] && kvm=()
 # loglevel=5 puts warnings and worse on the console; the full log is dumped by the guest.
 append="panic_on_warn=1 loglevel=5"
-[ "$variant" = debug ] && append+=" kmemleak=on"
+[ "$variant" = debug ] && append+=" kmemleak=on kunit.enable=1 kunit.autorun=1"
 
 cmd=$(printf '%q ' "$@")
 set +e

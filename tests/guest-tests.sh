@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs inside the debug guest (scripts/test.sh): the KUnit suites (they run when the module
+# loads), the harness, and the peer test against the kernel's own C coda.ko.
+# Each part writes its own log in OUT; the host counts the results.
+out=$1 kdir=$2
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin=$repo/userspace-venus/target/release
+rc=0
+
+echo "== KUnit (coda_psdev_upcall)"
+insmod "$repo/coda_psdev.ko" || rc=1
+dmesg | sed -n '/# Subtest: coda_psdev_upcall/,/ok [0-9]* coda_psdev_upcall/p' >"$out/kunit.tap"
+rmmod coda_psdev || rc=1
+
+echo "== harness"
+"$bin/harness" --ko "$repo/coda_psdev.ko" 2>&1 | tee "$out/harness.log"
+[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+
+if [ -x "$repo/tests/peer-coda.sh" ] && [ -x "$bin/venus" ]; then
+	echo "== peer test against the C coda.ko"
+	insmod "$kdir/fs/coda/coda.ko" || rc=1
+	bash "$repo/tests/peer-coda.sh" "$bin/venus" 2>&1 | tee "$out/peer.log"
+	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+	rmmod coda || rc=1
+fi
+exit $rc

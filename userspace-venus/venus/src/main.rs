@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A Venus stub: serves an in-memory file tree to the kernel's Coda client through
+//! /dev/cfsN, the way Coda's cache manager does.
+
+mod serve;
+mod tree;
+
+use clap::Parser;
+use clap::ValueEnum;
+use coda_msg::*;
+use nix::sys::signal::SigSet;
+use nix::sys::signal::Signal;
+use rustix::fs::Mode;
+use rustix::fs::OFlags;
+use serve::fatal;
+use serve::Config;
+use serve::Venus;
+use std::io::BufRead;
+use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tree::Tree;
+use tree::ROOT_INO;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MountApi {
+    /// mount(2) with `struct coda_mount_data` naming the device fd.
+    Legacy,
+    /// fsopen/fsconfig("fd")/fsmount/move_mount.
+    Fsopen,
+}
+
+/// Serve an in-memory file tree on a Coda pseudo-device (/dev/cfsN).
+///
+/// Signals: SIGTERM/SIGINT shut down cleanly (exit 0); SIGUSR1 sends CODA_ZAPDIR for the
+/// root.  The control FIFO takes lines: flush | zapdir PATH | zapfile PATH | purgefid PATH |
+/// replace PATH | purgeuser UID | quit  (PATH relative to the served root).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Host directory whose contents seed the served tree.
+    #[arg(conflicts_with = "gen")]
+    seed: Option<PathBuf>,
+
+    /// Seed a generated tree of N files instead (dirNN/fileNNNNN, 100 a directory).
+    #[arg(long, value_name = "N")]
+    gen: Option<usize>,
+
+    /// The pseudo-device to serve.
+    #[arg(short, long, default_value = "/dev/cfs0")]
+    device: PathBuf,
+
+    /// Directory (a tmpfs) for container files.
+    #[arg(long, default_value = "/tmp/venus-cache")]
+    cache_dir: PathBuf,
+
+    /// Reader threads sharing the device fd.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: u32,
+
+    /// Log each message (-v), with names and details (-vv), with raw bytes (-vvv).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// After the initial CODA_FLUSH, mount the device here (`mount -t coda`).
+    #[arg(long, value_name = "DIR")]
+    mount: Option<PathBuf>,
+
+    /// How to mount.
+    #[arg(long, value_enum, default_value = "legacy")]
+    mount_api: MountApi,
+
+    /// Append every upcall read to FILE: a u32 little-endian length, then the raw bytes.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+
+    /// Send a downcall after every N replies, cycling ZAPFILE, ZAPDIR, PURGEUSER, PURGEFID,
+    /// REPLACE.
+    #[arg(long, value_name = "N")]
+    downcall_every: Option<u64>,
+
+    /// Control FIFO (created if missing) taking downcall commands, one a line.
+    #[arg(long, value_name = "FIFO")]
+    control: Option<PathBuf>,
+
+    /// Exit (status 0) after serving N messages.
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u64>,
+
+    /// Exit (status 0) after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    exit_after: Option<f64>,
+
+    /// Answer CODA_ACCESS_INTENT with EOPNOTSUPP, as Venus before 2019 did.
+    #[arg(long)]
+    no_access_intent: bool,
+}
+
+/// Opens the device, checks the protocol version and sends the initial CODA_FLUSH.
+fn open_device(path: &PathBuf) -> OwnedFd {
+    // Non-blocking: with several readers, poll wakes them all and only one gets the message.
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap_or_else(|e| fatal(format!("open {}: {e}", path.display())));
+
+    // The C driver stores an int, ours a size_t: a zeroed u64 reads right either way.
+    let mut version: u64 = 0;
+    // SAFETY: CIOC_KERNEL_VERSION is _IOWR('c', 10, size_t): the kernel reads and writes at
+    // most size_of::<u64>() bytes through the pointer, which `version` provides.
+    let r = unsafe {
+        rustix::ioctl::ioctl(
+            &fd,
+            rustix::ioctl::Updater::<{ CIOC_KERNEL_VERSION as rustix::ioctl::Opcode }, u64>::new(
+                &mut version,
+            ),
+        )
+    };
+    if let Err(e) = r {
+        fatal(format!("CIOC_KERNEL_VERSION on {}: {e}", path.display()));
+    }
+    if version != u64::from(CODA_KERNEL_VERSION) {
+        fatal(format!(
+            "kernel speaks Coda version {version}, this Venus {CODA_KERNEL_VERSION}"
+        ));
+    }
+
+    let flush = OutHdr {
+        opcode: CODA_FLUSH,
+        unique: 0,
+        result: 0,
+    };
+    match rustix::io::write(&fd, zerocopy::IntoBytes::as_bytes(&flush)) {
+        Ok(OUT_HDR_SIZE) => {}
+        Ok(n) => fatal(format!("CODA_FLUSH: wrote {n} of {OUT_HDR_SIZE} bytes")),
+        Err(e) => fatal(format!("CODA_FLUSH: {e}")),
+    }
+    fd
+}
+
+fn mount_legacy(dev: &OwnedFd, dir: &std::ffi::CStr) -> std::io::Result<()> {
+    let data = CodaMountData {
+        version: CODA_MOUNT_VERSION,
+        fd: dev.as_raw_fd(),
+    };
+    // SAFETY: the strings are NUL-terminated and live across the call; `data` is the
+    // binary `struct coda_mount_data` coda's parse_monolithic reads, and outlives the call.
+    let r = unsafe {
+        libc::mount(
+            c"coda".as_ptr(),
+            dir.as_ptr(),
+            c"coda".as_ptr(),
+            0,
+            (&raw const data).cast(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn mount_fsopen(dev: &OwnedFd, dir: &std::ffi::CStr) -> rustix::io::Result<()> {
+    use rustix::mount::*;
+    let fs = fsopen("coda", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_set_fd(&fs, "fd", dev)?;
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    move_mount(
+        &mnt,
+        c"",
+        rustix::fs::CWD,
+        dir,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// Mounts from its own thread: the kernel makes ROOT and GETATTR upcalls during the mount,
+/// which the readers must be free to answer.
+fn spawn_mount(venus: Arc<Venus>, dir: PathBuf, api: MountApi) {
+    std::thread::spawn(move || {
+        let cdir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .unwrap_or_else(|_| fatal("mount point holds a NUL"));
+        let r = match api {
+            MountApi::Legacy => mount_legacy(&venus.dev, &cdir),
+            MountApi::Fsopen => mount_fsopen(&venus.dev, &cdir).map_err(Into::into),
+        };
+        match r {
+            Ok(()) => eprintln!("venus: mounted on {}", dir.display()),
+            Err(e) => fatal(format!("mount -t coda on {}: {e}", dir.display())),
+        }
+    });
+}
+
+/// Signals, taken synchronously by one thread (they are blocked everywhere else).
+fn spawn_signals(venus: Arc<Venus>, set: SigSet) {
+    std::thread::spawn(move || loop {
+        match set.wait() {
+            Ok(Signal::SIGUSR1) => {
+                if let Err(e) = venus.send_downcall(CODA_ZAPDIR, ROOT_INO, 0) {
+                    fatal(e);
+                }
+            }
+            Ok(sig) => {
+                if venus.cfg.verbose >= 1 {
+                    eprintln!("venus: {sig}: shutting down");
+                }
+                venus.shutdown();
+                return;
+            }
+            Err(e) => fatal(format!("sigwait: {e}")),
+        }
+    });
+}
+
+/// One control command; returns an error message for the sender's log.
+fn control_command(venus: &Venus, line: &str) -> Result<(), String> {
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or("");
+    let arg = words.next().unwrap_or("/");
+    let lookup = |p: &str| {
+        venus
+            .tree
+            .lock()
+            .map_err(|_| "lock poisoned".to_string())?
+            .resolve(p)
+            .map_err(|e| format!("{p}: {e}"))
+    };
+    match cmd {
+        "" => Ok(()),
+        "quit" => {
+            venus.shutdown();
+            Ok(())
+        }
+        "flush" => venus.send_downcall(CODA_FLUSH, ROOT_INO, 0),
+        "purgeuser" => {
+            let uid = arg.parse().map_err(|e| format!("uid {arg}: {e}"))?;
+            venus.send_downcall(CODA_PURGEUSER, ROOT_INO, uid)
+        }
+        "zapdir" => venus.send_downcall(CODA_ZAPDIR, lookup(arg)?, 0),
+        "zapfile" => venus.send_downcall(CODA_ZAPFILE, lookup(arg)?, 0),
+        "purgefid" => venus.send_downcall(CODA_PURGEFID, lookup(arg)?, 0),
+        "replace" => venus.send_downcall(CODA_REPLACE, lookup(arg)?, 0),
+        _ => Err(format!("unknown command {cmd:?}")),
+    }
+}
+
+fn spawn_control(venus: Arc<Venus>, fifo: PathBuf) {
+    if !fifo.exists() {
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap_or_else(|e| fatal(format!("mkfifo {}: {e}", fifo.display())));
+    }
+    std::thread::spawn(move || loop {
+        // Blocks until a writer opens the FIFO; EOF when the last one closes it.
+        let f = std::fs::File::open(&fifo)
+            .unwrap_or_else(|e| fatal(format!("open {}: {e}", fifo.display())));
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line.unwrap_or_else(|e| fatal(format!("read {}: {e}", fifo.display())));
+            if let Err(e) = control_command(&venus, line.trim()) {
+                eprintln!("venus: control: {e}");
+            }
+        }
+    });
+}
+
+fn main() {
+    let args = Args::parse();
+
+    let mut tree = Tree::new();
+    if let Some(dir) = &args.seed {
+        let n = tree
+            .seed_from(ROOT_INO, dir)
+            .unwrap_or_else(|e| fatal(format!("seeding from {}: {e}", dir.display())));
+        eprintln!("venus: seeded {n} entries from {}", dir.display());
+    } else if let Some(n) = args.gen {
+        tree.generate(n)
+            .unwrap_or_else(|e| fatal(format!("generating {n} files: {e}")));
+    }
+
+    // A directory of our own inside the cache dir, gone at exit.
+    let cache = args.cache_dir.join(format!("venus-{}", std::process::id()));
+    std::fs::create_dir_all(&cache)
+        .unwrap_or_else(|e| fatal(format!("creating {}: {e}", cache.display())));
+
+    let record = args.record.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .unwrap_or_else(|e| fatal(format!("opening {}: {e}", p.display())))
+    });
+
+    // Block the signals before any thread starts so that only the signal thread takes them.
+    let mut sigs = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1, Signal::SIGHUP] {
+        sigs.add(s);
+    }
+    sigs.thread_block()
+        .unwrap_or_else(|e| fatal(format!("blocking signals: {e}")));
+
+    let dev = open_device(&args.device);
+    let cfg = Config {
+        verbose: args.verbose,
+        access_intent: !args.no_access_intent,
+        downcall_every: args.downcall_every,
+        max_requests: args.max_requests,
+    };
+    let venus = Arc::new(
+        Venus::new(dev, tree, cache.clone(), cfg, record)
+            .unwrap_or_else(|e| fatal(format!("setup: {e}"))),
+    );
+
+    spawn_signals(venus.clone(), sigs);
+    if let Some(fifo) = &args.control {
+        spawn_control(venus.clone(), fifo.clone());
+    }
+    if let Some(secs) = args.exit_after {
+        let v = venus.clone();
+        let d = Duration::try_from_secs_f64(secs)
+            .unwrap_or_else(|e| fatal(format!("--exit-after {secs}: {e}")));
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            v.shutdown();
+        });
+    }
+
+    let readers: Vec<_> = (0..args.threads as usize)
+        .map(|id| {
+            let v = venus.clone();
+            std::thread::spawn(move || v.reader_loop(id))
+        })
+        .collect();
+    eprintln!(
+        "venus: serving {} with {} thread(s)",
+        args.device.display(),
+        args.threads
+    );
+    if let Some(dir) = &args.mount {
+        spawn_mount(venus.clone(), dir.clone(), args.mount_api);
+    }
+
+    for r in readers {
+        if r.join().is_err() {
+            fatal("a reader thread panicked");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+    eprintln!(
+        "venus: exiting after {} messages, {} downcalls",
+        venus.served.load(std::sync::atomic::Ordering::SeqCst),
+        venus.downcalls.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    // Exiting closes the device, also for the threads still holding it.
+    std::process::exit(0);
+}

@@ -1,0 +1,808 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Answering upcalls and sending downcalls on an open /dev/cfsN.
+
+use crate::tree::Ino;
+use crate::tree::Kind;
+use crate::tree::Tree;
+use crate::tree::ROOT_INO;
+use coda_msg::*;
+use rustix::fs::Mode;
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use std::fs::File;
+use std::io::Read;
+use std::io::Seek;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use zerocopy::Immutable;
+use zerocopy::IntoBytes;
+
+/// Settings of a running Venus.
+pub struct Config {
+    pub verbose: u8,
+    /// Reply to synchronous CODA_ACCESS_INTENT with success (else EOPNOTSUPP).
+    pub access_intent: bool,
+    /// Send a downcall after every this many replies.
+    pub downcall_every: Option<u64>,
+    pub max_requests: Option<u64>,
+}
+
+pub struct Venus {
+    pub dev: OwnedFd,
+    pub tree: Mutex<Tree>,
+    /// This run's container directory.
+    pub cache: PathBuf,
+    pub cfg: Config,
+    pub record: Option<Mutex<File>>,
+    /// Set once shutdown starts; `wake` is then readable for every poller.
+    pub stop: AtomicBool,
+    wake_r: OwnedFd,
+    wake_w: OwnedFd,
+    pub served: AtomicU64,
+    pub downcalls: AtomicU64,
+    /// Fid of the last object an upcall named, the target of periodic downcalls.
+    last_ino: Mutex<Ino>,
+}
+
+/// What to send back for one upcall.
+enum Reply {
+    /// The reply is in the output buffer, this long.  `fd` (an open container) must stay
+    /// open until the reply is written: the kernel takes it from our fd table then.
+    Len(usize, Option<OwnedFd>),
+    /// Asynchronous upcalls (CODA_SIGNAL, the access-intent finishers) get no reply.
+    None,
+}
+
+type Res = Result<Reply, Errno>;
+
+/// Exits the whole process with a message: the device or the protocol broke.
+pub fn fatal(msg: impl std::fmt::Display) -> ! {
+    eprintln!("venus: fatal: {msg}");
+    std::process::exit(1)
+}
+
+fn msg_err(e: MsgError) -> Errno {
+    match e {
+        MsgError::TooLong => Errno::NAMETOOLONG,
+        _ => Errno::INVAL,
+    }
+}
+
+fn put<T: IntoBytes + Immutable>(out: &mut [u8], v: &T) -> Res {
+    let n = put_struct(out, v).map_err(|_| Errno::INVAL)?;
+    Ok(Reply::Len(n, None))
+}
+
+fn name_str(n: &[u8]) -> String {
+    String::from_utf8_lossy(n).into_owned()
+}
+
+impl Venus {
+    pub fn new(
+        dev: OwnedFd,
+        tree: Tree,
+        cache: PathBuf,
+        cfg: Config,
+        record: Option<File>,
+    ) -> std::io::Result<Self> {
+        let (wake_r, wake_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        Ok(Venus {
+            dev,
+            tree: Mutex::new(tree),
+            cache,
+            cfg,
+            record: record.map(Mutex::new),
+            stop: AtomicBool::new(false),
+            wake_r,
+            wake_w,
+            served: AtomicU64::new(0),
+            downcalls: AtomicU64::new(0),
+            last_ino: Mutex::new(ROOT_INO),
+        })
+    }
+
+    fn tree(&self) -> MutexGuard<'_, Tree> {
+        // A panicking thread ends the process (panic = abort is not set, so be explicit).
+        self.tree.lock().unwrap_or_else(|_| fatal("tree lock poisoned"))
+    }
+
+    /// Starts shutdown: every reader returns from its poll.
+    pub fn shutdown(&self) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            let _ = rustix::io::write(&self.wake_w, b"x");
+        }
+    }
+
+    /// Reads and answers upcalls until shutdown.
+    pub fn reader_loop(&self, id: usize) {
+        use rustix::event::PollFd;
+        use rustix::event::PollFlags;
+        let mut msg = vec![0u8; VC_MAXMSGSIZE];
+        let mut out = vec![0u8; VC_MAXMSGSIZE];
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut fds = [
+                PollFd::new(&self.dev, PollFlags::IN),
+                PollFd::new(&self.wake_r, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => fatal(format!("poll on the device: {e}")),
+            }
+            if !fds[1].revents().is_empty() {
+                break;
+            }
+            let dev_ev = fds[0].revents();
+            if dev_ev.intersects(PollFlags::ERR | PollFlags::NVAL) {
+                fatal(format!("poll on the device reports {dev_ev:?}"));
+            }
+            if !dev_ev.contains(PollFlags::IN) {
+                continue;
+            }
+            let n = match rustix::io::read(&self.dev, &mut msg) {
+                Ok(0) => fatal("read of 0 bytes from the device"),
+                Ok(n) => n,
+                // Another reader took the message.
+                Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+                Err(e) => fatal(format!("read from the device: {e}")),
+            };
+            self.serve_one(id, &msg[..n], &mut out);
+        }
+    }
+
+    fn record(&self, msg: &[u8]) {
+        if let Some(rec) = &self.record {
+            let mut entry = Vec::with_capacity(4 + msg.len());
+            entry.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+            entry.extend_from_slice(msg);
+            let mut f = rec.lock().unwrap_or_else(|_| fatal("record lock poisoned"));
+            if let Err(e) = f.write_all(&entry) {
+                fatal(format!("writing the record file: {e}"));
+            }
+        }
+    }
+
+    fn serve_one(&self, id: usize, msg: &[u8], out: &mut [u8]) {
+        self.record(msg);
+        let ih = match in_hdr(msg) {
+            Ok(ih) => ih,
+            Err(e) => {
+                eprintln!("venus: [{id}] dropping a {}-byte message: {e:?}", msg.len());
+                return;
+            }
+        };
+        if self.cfg.verbose >= 3 {
+            eprintln!("venus: [{id}] raw {:02x?}", msg);
+        }
+        let res = self.dispatch(&ih, msg, out);
+        let (len, fd, result) = match res {
+            Ok(Reply::None) => {
+                if self.cfg.verbose >= 1 {
+                    eprintln!(
+                        "venus: [{id}] {} unique={} pid={} (no reply)",
+                        opcode_name(ih.opcode),
+                        ih.unique,
+                        ih.pid
+                    );
+                }
+                self.count_served();
+                return;
+            }
+            Ok(Reply::Len(len, fd)) => (len, fd, 0),
+            Err(e) => {
+                let oh = OutHdr {
+                    opcode: ih.opcode,
+                    unique: ih.unique,
+                    result: e.raw_os_error(),
+                };
+                let len = put_struct(out, &oh).unwrap_or(0);
+                (len, None, e.raw_os_error())
+            }
+        };
+        if self.cfg.verbose >= 1 {
+            eprintln!(
+                "venus: [{id}] {} unique={} pid={} uid={} -> {} ({} bytes)",
+                opcode_name(ih.opcode),
+                ih.unique,
+                ih.pid,
+                ih.uid,
+                if result == 0 {
+                    "ok".to_string()
+                } else {
+                    Errno::from_raw_os_error(result).to_string()
+                },
+                len
+            );
+        }
+        self.write_reply(&out[..len]);
+        drop(fd);
+        self.count_served();
+    }
+
+    fn write_reply(&self, reply: &[u8]) {
+        loop {
+            match rustix::io::write(&self.dev, reply) {
+                Ok(_) => return,
+                Err(Errno::INTR) => continue,
+                // The caller gave up (signal or timeout) before our reply.
+                Err(Errno::SRCH) => {
+                    if self.cfg.verbose >= 1 {
+                        eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
+                    }
+                    return;
+                }
+                Err(e) => fatal(format!("writing a reply: {e}")),
+            }
+        }
+    }
+
+    fn count_served(&self) {
+        let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(every) = self.cfg.downcall_every {
+            if every > 0 && n % every == 0 {
+                self.periodic_downcall(n / every);
+            }
+        }
+        if self.cfg.max_requests.is_some_and(|m| n >= m) {
+            self.shutdown();
+        }
+    }
+
+    fn note(&self, ino: Ino) {
+        if let Ok(mut l) = self.last_ino.lock() {
+            *l = ino;
+        }
+    }
+
+    fn dispatch(&self, ih: &InHdr, msg: &[u8], out: &mut [u8]) -> Res {
+        let oh = OutHdr {
+            opcode: ih.opcode,
+            unique: ih.unique,
+            result: 0,
+        };
+        let v = self.cfg.verbose >= 2;
+        match ih.opcode {
+            CODA_ROOT => {
+                let t = self.tree();
+                put(
+                    out,
+                    &RootOut {
+                        oh,
+                        vfid: t.fid(ROOT_INO),
+                    },
+                )
+            }
+            CODA_GETATTR => {
+                let m: GetattrIn = read_msg(msg).map_err(msg_err)?;
+                let t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                self.note(ino);
+                let mut attr = t.attr(ino)?;
+                if t.node(ino)?.opens > 0 {
+                    // The kernel writes the container directly: it has the current size.
+                    if let Ok(md) = std::fs::metadata(self.container(ino)) {
+                        use std::os::unix::fs::MetadataExt;
+                        attr.va_size = md.size();
+                        attr.va_bytes = md.blocks() * 512;
+                        attr.va_mtime = CodaTimespec {
+                            tv_sec: md.mtime(),
+                            tv_nsec: md.mtime_nsec(),
+                        };
+                    }
+                }
+                put(
+                    out,
+                    &GetattrOut {
+                        oh,
+                        attr,
+                        ..Default::default()
+                    },
+                )
+            }
+            CODA_SETATTR => {
+                let m: SetattrIn = read_msg(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                self.setattr(&mut t, ino, &m.attr)?;
+                put(out, &oh)
+            }
+            CODA_ACCESS => {
+                let m: AccessIn = read_msg(msg).map_err(msg_err)?;
+                let t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                check_access(t.node(ino)?, ih.uid, m.flags as u32)?;
+                put(out, &oh)
+            }
+            CODA_LOOKUP => {
+                let (m, name) = parse_lookup(msg).map_err(msg_err)?;
+                let t = self.tree();
+                let dir = t.ino_of(&m.vfid)?;
+                let r = t.lookup(dir, name);
+                if v {
+                    eprintln!("venus:   lookup {:?} in {dir}: {r:?}", name_str(name));
+                }
+                let ino = r?;
+                self.note(ino);
+                put(
+                    out,
+                    &LookupOut {
+                        oh,
+                        vfid: t.fid(ino),
+                        vtype: t.node(ino)?.vtype(),
+                    },
+                )
+            }
+            CODA_CREATE => {
+                let (m, name) = parse_create(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let dir = t.ino_of(&m.vfid)?;
+                if v {
+                    eprintln!("venus:   create {:?} mode {:o}", name_str(name), m.mode);
+                }
+                let ino = t.create(dir, name, m.mode as u16, ih.uid, m.excl != 0)?;
+                self.note(ino);
+                put(
+                    out,
+                    &CreateOut {
+                        oh,
+                        vfid: t.fid(ino),
+                        attr: t.attr(ino)?,
+                        ..Default::default()
+                    },
+                )
+            }
+            CODA_REMOVE => {
+                let (m, name) = parse_remove(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let dir = t.ino_of(&m.vfid)?;
+                if v {
+                    eprintln!("venus:   remove {:?}", name_str(name));
+                }
+                t.remove(dir, name)?;
+                put(out, &oh)
+            }
+            CODA_LINK => {
+                let (m, name) = parse_link(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let ino = t.ino_of(&m.source_fid)?;
+                let dir = t.ino_of(&m.dest_fid)?;
+                if v {
+                    eprintln!("venus:   link {ino} as {:?}", name_str(name));
+                }
+                t.link(ino, dir, name)?;
+                put(out, &oh)
+            }
+            CODA_RENAME => {
+                let (m, src, dst) = parse_rename(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let sdir = t.ino_of(&m.source_fid)?;
+                let ddir = t.ino_of(&m.dest_fid)?;
+                if v {
+                    eprintln!("venus:   rename {:?} -> {:?}", name_str(src), name_str(dst));
+                }
+                t.rename(sdir, src, ddir, dst)?;
+                put(out, &oh)
+            }
+            CODA_MKDIR => {
+                let (m, name) = parse_mkdir(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let dir = t.ino_of(&m.vfid)?;
+                if v {
+                    eprintln!("venus:   mkdir {:?}", name_str(name));
+                }
+                let ino = t.mkdir(dir, name, m.attr.va_mode, ih.uid)?;
+                put(
+                    out,
+                    &MkdirOut {
+                        oh,
+                        vfid: t.fid(ino),
+                        attr: t.attr(ino)?,
+                        ..Default::default()
+                    },
+                )
+            }
+            CODA_RMDIR => {
+                let (m, name) = parse_rmdir(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let dir = t.ino_of(&m.vfid)?;
+                if v {
+                    eprintln!("venus:   rmdir {:?}", name_str(name));
+                }
+                t.rmdir(dir, name)?;
+                put(out, &oh)
+            }
+            CODA_SYMLINK => {
+                let (m, target, name) = parse_symlink(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let dir = t.ino_of(&m.vfid)?;
+                if v {
+                    eprintln!(
+                        "venus:   symlink {:?} -> {:?}",
+                        name_str(name),
+                        name_str(target)
+                    );
+                }
+                t.symlink(dir, name, target, ih.uid)?;
+                put(out, &oh)
+            }
+            CODA_READLINK => {
+                let m: ReadlinkIn = read_msg(msg).map_err(msg_err)?;
+                let t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                match &t.node(ino)?.kind {
+                    Kind::Symlink(target) => {
+                        let r = ReadlinkOut {
+                            oh,
+                            ..Default::default()
+                        };
+                        let n = build_readlink_out(out, r, target).map_err(msg_err)?;
+                        Ok(Reply::Len(n, None))
+                    }
+                    _ => Err(Errno::INVAL),
+                }
+            }
+            CODA_OPEN_BY_FD => {
+                let m: OpenByFdIn = read_msg(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                self.note(ino);
+                let fd = self.open_container(&mut t, ino, m.flags as u32)?;
+                let r = OpenByFdOut {
+                    oh,
+                    fd: fd.as_raw_fd(),
+                };
+                if v {
+                    eprintln!("venus:   open {ino} flags {:#x} -> fd {}", m.flags, r.fd);
+                }
+                let n = put_struct(out, &r).map_err(msg_err)?;
+                Ok(Reply::Len(n, Some(fd)))
+            }
+            CODA_CLOSE => {
+                let m: CloseIn = read_msg(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                if let Ok(ino) = t.ino_of(&m.vfid) {
+                    self.close_container(&mut t, ino, m.flags as u32)?;
+                }
+                put(out, &oh)
+            }
+            CODA_FSYNC => {
+                let m: FsyncIn = read_msg(msg).map_err(msg_err)?;
+                let mut t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                if t.node(ino)?.opens > 0 {
+                    self.write_back(&mut t, ino)?;
+                }
+                put(out, &oh)
+            }
+            CODA_STATFS => {
+                let t = self.tree();
+                let (nodes, bytes) = t.counts();
+                let blocks: i32 = 1 << 20;
+                let used = i32::try_from(bytes.div_ceil(4096)).unwrap_or(blocks);
+                let files: i32 = 1 << 20;
+                let stat = CodaStatfs {
+                    f_blocks: blocks,
+                    f_bfree: (blocks - used).max(0),
+                    f_bavail: (blocks - used).max(0),
+                    f_files: files,
+                    f_ffree: files.saturating_sub(nodes as i32).max(0),
+                };
+                put(out, &StatfsOut { oh, stat })
+            }
+            CODA_VGET => {
+                let m: VgetIn = read_msg(msg).map_err(msg_err)?;
+                let t = self.tree();
+                let ino = t.ino_of(&m.vfid)?;
+                put(
+                    out,
+                    &VgetOut {
+                        oh,
+                        vfid: t.fid(ino),
+                        vtype: t.node(ino)?.vtype(),
+                    },
+                )
+            }
+            CODA_ACCESS_INTENT => {
+                let m: AccessIntentIn = read_msg(msg).map_err(msg_err)?;
+                if v {
+                    eprintln!(
+                        "venus:   access intent type {} count {} pos {}",
+                        m.r#type, m.count, m.pos
+                    );
+                }
+                match m.r#type {
+                    // Sent asynchronously: the kernel waits for no reply.
+                    CODA_ACCESS_TYPE_READ_FINISH | CODA_ACCESS_TYPE_WRITE_FINISH => {
+                        Ok(Reply::None)
+                    }
+                    _ if self.cfg.access_intent => put(out, &oh),
+                    _ => Err(Errno::OPNOTSUPP),
+                }
+            }
+            CODA_SIGNAL => {
+                // We answer every upcall before reading the next: nothing to cancel.
+                if v {
+                    eprintln!("venus:   signal for unique {}", ih.unique);
+                }
+                Ok(Reply::None)
+            }
+            // Obsolete or never sent by Linux: OPEN, IOCTL (pioctl), OPEN_BY_PATH, RESOLVE,
+            // REINTEGRATE, STORE, RELEASE.
+            op if is_upcall(op) => Err(Errno::OPNOTSUPP),
+            _ => Err(Errno::INVAL),
+        }
+    }
+
+    fn setattr(&self, t: &mut Tree, ino: Ino, a: &CodaVattr) -> Result<(), Errno> {
+        let opens = t.node(ino)?.opens;
+        if a.va_size != u64::MAX {
+            let size = a.va_size;
+            if t.node(ino)?.is_dir() {
+                return Err(Errno::ISDIR);
+            }
+            if opens > 0 {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(self.container(ino))
+                    .map_err(io_errno)?;
+                f.set_len(size).map_err(io_errno)?;
+            }
+            match &mut t.node_mut(ino)?.kind {
+                Kind::File(d) => d.resize(size as usize, 0),
+                _ => return Err(Errno::INVAL),
+            }
+            let n = t.node_mut(ino)?;
+            n.mtime = crate::tree::now();
+        }
+        let n = t.node_mut(ino)?;
+        if a.va_mode != u16::MAX {
+            n.perm = a.va_mode & 0o7777;
+        }
+        if a.va_uid != u32::MAX {
+            n.uid = a.va_uid;
+        }
+        if a.va_gid != u32::MAX {
+            n.gid = a.va_gid;
+        }
+        if a.va_atime.tv_sec != -1 {
+            n.atime = a.va_atime;
+        }
+        if a.va_mtime.tv_sec != -1 {
+            n.mtime = a.va_mtime;
+        }
+        n.ctime = if a.va_ctime.tv_sec != -1 {
+            a.va_ctime
+        } else {
+            crate::tree::now()
+        };
+        Ok(())
+    }
+
+    fn container(&self, ino: Ino) -> PathBuf {
+        self.cache.join(format!("{ino}"))
+    }
+
+    /// Opens a container for the kernel: the file's data (shared by all its opens), or a
+    /// fresh, unnamed file of `venus_dirent` records for a directory.
+    fn open_container(&self, t: &mut Tree, ino: Ino, flags: u32) -> Result<OwnedFd, Errno> {
+        let rw = OFlags::RDWR | OFlags::CLOEXEC;
+        let node = t.node(ino)?;
+        match &node.kind {
+            Kind::Symlink(_) => Err(Errno::OPNOTSUPP),
+            Kind::Dir { .. } => {
+                let fd = rustix::fs::open(&self.cache, rw | OFlags::TMPFILE, Mode::from(0o600))?;
+                let mut f = File::from(fd);
+                f.write_all(&dirents(t, ino)?).map_err(io_errno)?;
+                f.rewind().map_err(io_errno)?;
+                Ok(f.into())
+            }
+            Kind::File(data) => {
+                let path = self.container(ino);
+                if node.opens == 0 {
+                    let data = if flags & C_O_TRUNC != 0 && flags & C_O_WRITE != 0 {
+                        &[][..]
+                    } else {
+                        &data[..]
+                    };
+                    std::fs::write(&path, data).map_err(io_errno)?;
+                }
+                let fd = rustix::fs::open(&path, rw, Mode::empty())?;
+                if flags & C_O_TRUNC != 0 && flags & C_O_WRITE != 0 {
+                    rustix::fs::ftruncate(&fd, 0)?;
+                    if let Kind::File(d) = &mut t.node_mut(ino)?.kind {
+                        d.clear();
+                    }
+                }
+                t.node_mut(ino)?.opens += 1;
+                Ok(fd)
+            }
+        }
+    }
+
+    /// Copies a file's container back into the tree.
+    fn write_back(&self, t: &mut Tree, ino: Ino) -> Result<(), Errno> {
+        let path = self.container(ino);
+        let mut data = Vec::new();
+        let mut f = File::open(&path).map_err(io_errno)?;
+        f.read_to_end(&mut data).map_err(io_errno)?;
+        let md = f.metadata().map_err(io_errno)?;
+        let n = t.node_mut(ino)?;
+        if let Kind::File(d) = &mut n.kind {
+            *d = data;
+            use std::os::unix::fs::MetadataExt;
+            n.mtime = CodaTimespec {
+                tv_sec: md.mtime(),
+                tv_nsec: md.mtime_nsec(),
+            };
+        }
+        Ok(())
+    }
+
+    fn close_container(&self, t: &mut Tree, ino: Ino, flags: u32) -> Result<(), Errno> {
+        let n = t.node(ino)?;
+        if !matches!(n.kind, Kind::File(_)) || n.opens == 0 {
+            return Ok(());
+        }
+        if flags & C_O_WRITE != 0 {
+            self.write_back(t, ino)?;
+        }
+        let n = t.node_mut(ino)?;
+        n.opens -= 1;
+        if n.opens == 0 {
+            let _ = std::fs::remove_file(self.container(ino));
+            t.reap(ino);
+        }
+        Ok(())
+    }
+
+    /// Writes a downcall; the kernel must take all of it.
+    pub fn downcall(&self, msg: &[u8]) -> Result<(), String> {
+        let op = check_downcall(msg).map_err(|e| format!("bad downcall: {e:?}"))?;
+        loop {
+            match rustix::io::write(&self.dev, msg) {
+                Ok(n) if n == msg.len() => break,
+                Ok(n) => {
+                    return Err(format!(
+                        "{} downcall: wrote {n} of {} bytes",
+                        opcode_name(op),
+                        msg.len()
+                    ))
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(format!("{} downcall: {e}", opcode_name(op))),
+            }
+        }
+        self.downcalls.fetch_add(1, Ordering::SeqCst);
+        if self.cfg.verbose >= 1 {
+            eprintln!("venus: sent {} downcall", opcode_name(op));
+        }
+        Ok(())
+    }
+
+    /// Builds and sends a downcall about `ino` (or user `uid` for PURGEUSER).
+    pub fn send_downcall(&self, opcode: u32, ino: Ino, uid: u32) -> Result<(), String> {
+        let oh = OutHdr {
+            opcode,
+            unique: 0,
+            result: 0,
+        };
+        let mut buf = [0u8; DOWNCALLS_SIZE];
+        let len = {
+            let mut t = self.tree();
+            let fid = t.fid(ino);
+            match opcode {
+                CODA_FLUSH => put_struct(&mut buf, &oh),
+                CODA_PURGEUSER => put_struct(&mut buf, &PurgeuserOut { oh, uid }),
+                CODA_ZAPFILE => put_struct(&mut buf, &ZapfileOut { oh, fid }),
+                CODA_ZAPDIR => put_struct(&mut buf, &ZapdirOut { oh, fid }),
+                CODA_PURGEFID => put_struct(&mut buf, &PurgefidOut { oh, fid }),
+                CODA_REPLACE => {
+                    // Hand out a new fid for the object from now on.
+                    let n = t.node_mut(ino).map_err(|e| e.to_string())?;
+                    n.unique = n.unique.wrapping_add(1).max(1);
+                    let new_fid = t.fid(ino);
+                    put_struct(
+                        &mut buf,
+                        &ReplaceOut {
+                            oh,
+                            new_fid,
+                            old_fid: fid,
+                        },
+                    )
+                }
+                _ => return Err(format!("opcode {opcode} is not a downcall")),
+            }
+            .map_err(|e| format!("{e:?}"))?
+        };
+        self.downcall(&buf[..len])
+    }
+
+    /// The `k`-th periodic downcall: cycles through every kind, about the last object seen.
+    fn periodic_downcall(&self, k: u64) {
+        const CYCLE: [u32; 5] = [
+            CODA_ZAPFILE,
+            CODA_ZAPDIR,
+            CODA_PURGEUSER,
+            CODA_PURGEFID,
+            CODA_REPLACE,
+        ];
+        let op = CYCLE[(k as usize - 1) % CYCLE.len()];
+        let last = *self
+            .last_ino
+            .lock()
+            .unwrap_or_else(|_| fatal("lock poisoned"));
+        let ino = {
+            let t = self.tree();
+            match op {
+                CODA_ZAPDIR => ROOT_INO,
+                // The root keeps its fid: the kernel asked for it only once, at mount.
+                CODA_REPLACE if last == ROOT_INO || t.node(last).is_err() => return,
+                _ if t.node(last).is_err() => ROOT_INO,
+                _ => last,
+            }
+        };
+        if let Err(e) = self.send_downcall(op, ino, 0) {
+            fatal(e);
+        }
+    }
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_io_error(&e).unwrap_or(Errno::IO)
+}
+
+/// Permission check for CODA_ACCESS: `mask` is MAY_READ/WRITE/EXEC (= C_A_R/W/X_OK).
+fn check_access(n: &crate::tree::Node, uid: u32, mask: u32) -> Result<(), Errno> {
+    let mask = mask & (C_A_R_OK | C_A_W_OK | C_A_X_OK);
+    let perm = u32::from(n.perm);
+    if uid == 0 {
+        // Root may do anything but execute a file nobody may execute.
+        if mask & C_A_X_OK != 0 && !n.is_dir() && perm & 0o111 == 0 {
+            return Err(Errno::ACCESS);
+        }
+        return Ok(());
+    }
+    let bits = if uid == n.uid {
+        (perm >> 6) & 7
+    } else {
+        perm & 7
+    };
+    if mask & !bits != 0 {
+        return Err(Errno::ACCESS);
+    }
+    Ok(())
+}
+
+/// A directory's container: "." and ".." then every entry, as `venus_dirent` records.
+fn dirents(t: &Tree, dir: Ino) -> Result<Vec<u8>, Errno> {
+    let parent = t.lookup(dir, b"..")?;
+    let mut entries = vec![(b".".to_vec(), dir), (b"..".to_vec(), parent)];
+    entries.extend(t.entries(dir)?);
+    let mut out = Vec::new();
+    for (name, ino) in entries {
+        let reclen = venus_dirsiz(name.len());
+        let ty = match t.node(ino)?.kind {
+            Kind::File(_) => CDT_REG,
+            Kind::Dir { .. } => CDT_DIR,
+            Kind::Symlink(_) => CDT_LNK,
+        };
+        let hdr = VenusDirentHdr {
+            d_fileno: t.fid(ino).f2i(),
+            d_reclen: reclen as u16,
+            d_type: ty,
+            d_namlen: name.len() as u8,
+        };
+        let start = out.len();
+        out.extend_from_slice(hdr.as_bytes());
+        out.extend_from_slice(&name);
+        out.resize(start + reclen, 0);
+    }
+    Ok(out)
+}
