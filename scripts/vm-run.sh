@@ -3,8 +3,9 @@
 # root, and fails when the command fails or the kernel log holds any splat.
 #
 # usage: scripts/vm-run.sh [--variant debug|release] [--out DIR] [--mem SIZE] -- CMD [ARGS...]
-#   --out DIR   where the guest writes console.log, dmesg.txt, kmemleak.txt (default:
-#               results/vm-<variant>); the guest sees it read-write at the same path.
+#   --out DIR   where the guest writes console.log, dmesg.txt, kmemleak.txt (default: a new
+#               results/vm-<variant>.<pid>, so runs in parallel do not mix); the guest sees
+#               it read-write at the same path.
 # Environment: CODA_KVM=1 uses KVM (this kind of machine's /dev/kvm cannot run a vanilla
 # kernel, so the default is plain emulation); VERBOSE=1 echoes the full console.
 set -euo pipefail
@@ -23,7 +24,7 @@ done
 [ $# -gt 0 ] || die "usage: $0 [--variant V] [--out DIR] -- CMD..."
 kdir=$(kbuild_dir "$variant")
 [ -f "$kdir/.built" ] || die "no $variant kernel in $kdir: run scripts/setup.sh $variant"
-out=${out:-$REPO_ROOT/results/vm-$variant}
+out=${out:-$REPO_ROOT/results/vm-$variant.$$}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/{console.log,dmesg.txt,kmemleak.txt,rc}
@@ -60,4 +61,5 @@ if cat "$out"/console.log "$out"/dmesg.txt "$out"/kmemleak.txt 2>/dev/null | gre
 else
 	rm -f "$out/splat"
 fi
+echo "vm-run: exit $rc, logs in $out" >&2
 exit "$rc"

@@ -246,7 +246,7 @@ impl Venus {
     fn count_served(&self) {
         let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(every) = self.cfg.downcall_every {
-            if every > 0 && n % every == 0 {
+            if every > 0 && n.is_multiple_of(every) {
                 self.periodic_downcall(n / every);
             }
         }
