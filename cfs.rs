@@ -76,7 +76,7 @@ impl VenusFile {
     fn write(&self, data: UserSliceReader) -> Result<usize> {
         let count = data.len();
         let r = self.write_inner(data);
-        if matches!(r, Err(e) if e == EINVAL || e == EFAULT) {
+        if r.is_err() {
             self.comm.count_bad_write();
         }
         r.map(|()| count)

@@ -644,15 +644,12 @@ impl VenusComm {
         let mut g = self.lock();
         let st = &mut *g;
         let Some(up) = st.lookup(unique).cloned() else {
-            st.stats.bad_writes += 1;
             return Err(ESRCH);
         };
         if !matches!(up.phase.access(st), Phase::Read) {
-            st.stats.bad_writes += 1;
             return Err(ESRCH);
         }
         if len > up.out_cap.unwrap_or(0) {
-            st.stats.bad_writes += 1;
             self.finish(st, &up, Phase::Failed(EIO));
             st.stats.op[op_index(up.opcode)].bad_replies += 1;
             return Err(EINVAL);
@@ -666,7 +663,6 @@ impl VenusComm {
         let st = &mut *g;
         let up = r.upcall;
         if !matches!(up.phase.access(st), Phase::Read) {
-            st.stats.bad_writes += 1;
             return Err(ESRCH);
         }
         let ops = &mut st.stats.op[op_index(up.opcode)];
