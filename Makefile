@@ -6,10 +6,17 @@
 #   make rustfmtcheck / rustfmt / clean
 # KDIR defaults to the cached debug build made by scripts/setup.sh.
 KDIR ?= $(shell bash -c '. scripts/env.sh && kbuild_dir $${VARIANT:-debug}')
+CODA_CACHE ?= $(HOME)/.cache/coda-psdev
+# bindgen-cli (for rust-analyzer) comes from the cache scripts/setup.sh fills.
+export PATH := $(CODA_CACHE)/bindgen/bin:$(PATH)
+export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 LLVM ?= -22
 RUSTC ?= /usr/bin/rustc
 RUSTDOC ?= /usr/bin/rustdoc
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC)
+# The same toolchain as the kernel: Debian's, not rustup's first-on-PATH one.
+CLIPPY_DRIVER ?= /usr/bin/clippy-driver
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) \
+	CLIPPY_DRIVER=$(CLIPPY_DRIVER)
 RUST_SOURCES = $(wildcard *.rs)
 
 .PHONY: all modules rust-analyzer rustfmt rustfmtcheck clean setup test run bench

@@ -49,8 +49,8 @@ impl VenusFile {
                 let copied = self.comm.with_taken_bytes(&t, |b| match b {
                     TakenBytes::Signal(hdr) => out
                         .write_slice(hdr.as_bytes())
-                        .map(|_| hdr.as_bytes().len()),
-                    TakenBytes::Request(bytes) => out.write_slice(bytes).map(|_| bytes.len()),
+                        .map(|()| hdr.as_bytes().len()),
+                    TakenBytes::Request(bytes) => out.write_slice(bytes).map(|()| bytes.len()),
                 });
                 return match copied {
                     Ok(n) => {
@@ -121,7 +121,7 @@ impl VenusFile {
         match cmd {
             coda_msg::CIOC_KERNEL_VERSION => {
                 // The ioctl is declared with a size_t; Linux writes only an int into it.
-                let v = coda_msg::CODA_KERNEL_VERSION as u64;
+                let v = u64::from(coda_msg::CODA_KERNEL_VERSION);
                 UserSlice::new(arg, core::mem::size_of::<u64>())
                     .writer()
                     .write_slice(v.as_bytes())?;

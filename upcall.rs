@@ -376,7 +376,8 @@ impl VenusComm {
         if msg.len() < coda_msg::IN_HDR_SIZE || msg.len() > coda_msg::VC_MAXMSGSIZE {
             return Err(EINVAL);
         }
-        if out_cap.is_some_and(|c| c < coda_msg::OUT_HDR_SIZE || c > coda_msg::VC_MAXMSGSIZE) {
+        if out_cap.is_some_and(|c| !(coda_msg::OUT_HDR_SIZE..=coda_msg::VC_MAXMSGSIZE).contains(&c))
+        {
             return Err(EINVAL);
         }
         let opcode = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);

@@ -32,6 +32,10 @@ count "module builds against the debug kernel" $?
 count "userspace builds" "${PIPESTATUS[0]}"
 make -s rustfmtcheck >/dev/null 2>&1
 count "module sources are rustfmt-clean" $?
+touch coda_psdev.rs
+make KDIR="$kdir" CLIPPY=1 2>&1 | grep -E '^(warning|error)' >"$res/clippy.log"
+[ ! -s "$res/clippy.log" ]
+count "module is clippy-clean" $?
 modinfo coda_psdev.ko | grep -q '^parm: *devices:' 
 count "modinfo shows the devices parameter" $?
 
