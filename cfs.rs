@@ -20,6 +20,7 @@ use kernel::uaccess::UserSliceWriter;
 use zerocopy::FromBytes;
 use zerocopy::IntoBytes;
 
+use crate::bridge;
 use crate::coda_msg;
 use crate::coda_msg::OutHdr;
 use crate::control::DowncallHub;
@@ -104,6 +105,7 @@ impl VenusFile {
             let opcode = coda_msg::check_downcall(&msg).map_err(|_| EINVAL)?;
             let dropped = self.hub.deliver(self.comm.minor, &msg);
             self.comm.count_downcall(opcode, dropped);
+            bridge::downcall(self.comm.minor, &mut msg);
             return Ok(());
         }
         if !coda_msg::is_upcall(hdr.opcode) {
@@ -114,7 +116,17 @@ impl VenusFile {
         // own so a faulting copy leaves the caller waiting for a good reply.
         let mut bytes = KVec::new();
         data.read_all(&mut bytes, GFP_KERNEL)?;
-        self.comm.reply_commit(pending, bytes)
+        // Dropped (and the file put) unless the reply reaches its caller.
+        let handle = if pending.wants_file_handle() {
+            raw::attach_file_handle(&mut bytes, pending.out_cap())?
+        } else {
+            None
+        };
+        self.comm.reply_commit(pending, bytes)?;
+        if let Some(h) = handle {
+            h.hand_over();
+        }
+        Ok(())
     }
 
     fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {

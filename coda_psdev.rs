@@ -16,6 +16,7 @@
 use kernel::prelude::*;
 use kernel::str::CString;
 
+mod bridge;
 mod cfs;
 // Shared with userspace, where its items are a crate's public API.
 #[allow(unreachable_pub)]
@@ -67,6 +68,12 @@ struct CodaPsdevModule {
     _ctl: Pin<KBox<MiscReg<CtlOps>>>,
 }
 
+impl Drop for CodaPsdevModule {
+    fn drop(&mut self) {
+        bridge::withdraw();
+    }
+}
+
 impl kernel::Module for CodaPsdevModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let n = module_parameters::devices.value();
@@ -88,6 +95,10 @@ impl kernel::Module for CodaPsdevModule {
             hard: module_parameters::hard.value(),
             max_outstanding: max as usize,
         };
+        // SAFETY: called once, before anything can use the bridge.
+        unsafe { bridge::FS_BRIDGE.init() };
+        // SAFETY: as above.
+        unsafe { bridge::FS_DOWNCALL.init() };
         let hub = DowncallHub::new()?;
         let mut comms = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         let mut cfs = KVec::with_capacity(n as usize, GFP_KERNEL)?;
@@ -104,6 +115,11 @@ impl kernel::Module for CodaPsdevModule {
                 GFP_KERNEL,
             )?;
         }
+        let mut minors = KVec::with_capacity(cfs.len(), GFP_KERNEL)?;
+        for reg in cfs.iter() {
+            minors.push(reg.minor(), GFP_KERNEL)?;
+        }
+        bridge::publish(&comms, &minors)?;
         let ctl = KBox::pin_init(
             MiscReg::register(
                 CString::try_from_fmt(fmt!("{}", coda_msg::CODA_PSDEV_CTL_NAME))?,

@@ -7,23 +7,32 @@
 //! of the driver safe calls: [`FileOps`] for the device files, [`SignalBlock`] for the
 //! non-interruptible upcalls, and the credential checks of `open`.
 
+use core::ffi::c_int;
+use core::ffi::c_void;
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 use core::mem::offset_of;
 use core::pin::Pin;
 
 use kernel::bindings;
 use kernel::error::to_result;
 use kernel::fs::File;
+use kernel::fs::LocalFile;
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
 use kernel::str::CString;
 use kernel::sync::poll::PollTable;
+use kernel::sync::aref::ARef;
 use kernel::types::ForeignOwnable;
 use kernel::types::Opaque;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 use kernel::uaccess::UserSliceReader;
 use kernel::uaccess::UserSliceWriter;
+
+use crate::bridge;
+use crate::bridge::DowncallFn;
+use crate::coda_msg;
 
 /// EPOLLIN | EPOLLRDNORM: a message can be read.
 pub(crate) const POLL_READABLE: u32 = bindings::POLLIN | bindings::POLLRDNORM;
@@ -114,6 +123,15 @@ impl<T: FileOps> MiscReg<T> {
                 to_result(unsafe { bindings::misc_register(slot) })
             }),
         })
+    }
+}
+
+impl<T: FileOps> MiscReg<T> {
+    /// The misc minor the device got.
+    pub(crate) fn minor(&self) -> u32 {
+        // SAFETY: `misc` is registered (invariant); `minor` was set by `misc_register` and
+        // is not changed while registered.
+        unsafe { (*self.misc.get()).minor as u32 }
     }
 }
 
@@ -326,3 +344,151 @@ impl Drop for SignalBlock {
         };
     }
 }
+
+/// A reference to the container file Venus named in a CODA_OPEN_BY_FD reply, on its way to
+/// the file system. Dropping it puts the file.
+pub(crate) struct FileHandle(NonNull<LocalFile>);
+
+impl FileHandle {
+    /// The reply reached its caller, which now owns the reference.
+    pub(crate) fn hand_over(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for FileHandle {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `ARef::into_raw` in `attach_file_handle` and its
+        // reference was not handed over.
+        drop(unsafe { ARef::from_raw(self.0) });
+    }
+}
+
+/// Turns the descriptor of a successful CODA_OPEN_BY_FD reply into a `struct file *` in
+/// Venus's context, as Linux's `coda_psdev_write` does, and appends it where the kernel's
+/// `struct coda_open_by_fd_out` has it (`fh`, after `fd`).
+pub(crate) fn attach_file_handle(reply: &mut KVec<u8>, cap: usize) -> Result<Option<FileHandle>> {
+    const FD_END: usize = coda_msg::OUT_HDR_SIZE + 4;
+    const FH_END: usize = FD_END + core::mem::size_of::<usize>();
+    if reply.len() < FD_END || cap < FH_END {
+        return Err(EINVAL);
+    }
+    let result = i32::from_ne_bytes([reply[8], reply[9], reply[10], reply[11]]);
+    if result != 0 {
+        return Ok(None);
+    }
+    let fd = u32::from_ne_bytes([reply[12], reply[13], reply[14], reply[15]]);
+    reply.truncate(FD_END);
+    let Ok(file) = LocalFile::fget(fd) else {
+        // Linux stores -EBADF, which its caller negates into a positive error; Venus's
+        // errors are positive, so this one is too.
+        reply[8..12].copy_from_slice(&(EBADF.to_errno().unsigned_abs() as i32).to_ne_bytes());
+        return Ok(None);
+    };
+    let ptr = ARef::into_raw(file);
+    reply.extend_from_slice(&(ptr.as_ptr() as usize).to_ne_bytes(), GFP_KERNEL)?;
+    Ok(Some(FileHandle(ptr)))
+}
+
+/// Calls the file system's downcall handler.
+pub(crate) fn call_downcall(handler: DowncallFn, minor: u32, msg: &mut [u8]) {
+    // SAFETY: the handler was registered by the file system module, which cannot unload
+    // while the bridge lock (held by our caller) is held; `msg` is a valid downcall of
+    // `msg.len()` bytes, validated to its exact size.
+    unsafe { handler(minor as i32, msg.as_mut_ptr(), msg.len() as i32) };
+}
+
+/// Makes an upcall for the kernel's Coda file system: `buf` holds `in_size` bytes of
+/// request and has room for `*out_size` bytes of reply, whose length is stored back. With
+/// `out_size` NULL the upcall is asynchronous: queued, and no reply is awaited.
+/// Returns 0 or a negative errno.
+///
+/// # Safety
+///
+/// `buf` is valid for reads and writes of `max(in_size, *out_size)` bytes (`in_size`
+/// when `out_size` is NULL) and `out_size` is NULL or valid for a read and a write, for
+/// the whole call.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn coda_psdev_upcall(
+    index: c_int,
+    buf: *mut c_void,
+    in_size: c_int,
+    out_size: *mut c_int,
+) -> c_int {
+    let out = if out_size.is_null() {
+        None
+    } else {
+        // SAFETY: the caller passes a valid `out_size`.
+        Some(unsafe { *out_size })
+    };
+    let Ok(in_len) = usize::try_from(in_size) else {
+        return EINVAL.to_errno();
+    };
+    let Ok(out_len) = usize::try_from(out.unwrap_or(0)) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller passes a buffer of at least this many bytes, ours for the call.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), in_len.max(out_len)) };
+    if out.is_none() {
+        return match bridge::upcall_async(index, &buf[..in_len]) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+    }
+    match bridge::upcall(index, &mut buf[..], in_len) {
+        Ok(n) => {
+            // SAFETY: as above.
+            unsafe { *out_size = n as c_int };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The index of the `/dev/cfsN` whose device number is `rdev`, or -1.
+#[no_mangle]
+pub(crate) extern "C" fn coda_psdev_index(rdev: u32) -> c_int {
+    if rdev >> 20 != bindings::MISC_MAJOR {
+        return -1;
+    }
+    bridge::index_of_minor(rdev & 0xfffff).map_or(-1, |i| i as c_int)
+}
+
+/// Whether Venus has `/dev/cfs<index>` open.
+#[no_mangle]
+pub(crate) extern "C" fn coda_psdev_venus_present(index: c_int) -> bool {
+    bridge::venus_present(index)
+}
+
+/// Registers (or with NULL removes) the file system's downcall handler.
+#[no_mangle]
+pub(crate) extern "C" fn coda_psdev_set_downcall(handler: Option<DowncallFn>) {
+    bridge::set_downcall(handler);
+}
+
+// EXPORT_SYMBOL_GPL for the four entry points above, as `include/linux/export.h` emits
+// it: modpost turns the `.export_symbol` entries into the module's symbol table.
+core::arch::global_asm!(
+    ".section \".export_symbol\",\"a\"",
+    "__export_symbol_coda_psdev_upcall:",
+    ".asciz \"GPL\"",
+    ".ascii \"\\0\"",
+    ".balign 8",
+    ".quad coda_psdev_upcall",
+    "__export_symbol_coda_psdev_index:",
+    ".asciz \"GPL\"",
+    ".ascii \"\\0\"",
+    ".balign 8",
+    ".quad coda_psdev_index",
+    "__export_symbol_coda_psdev_venus_present:",
+    ".asciz \"GPL\"",
+    ".ascii \"\\0\"",
+    ".balign 8",
+    ".quad coda_psdev_venus_present",
+    "__export_symbol_coda_psdev_set_downcall:",
+    ".asciz \"GPL\"",
+    ".ascii \"\\0\"",
+    ".balign 8",
+    ".quad coda_psdev_set_downcall",
+    ".previous",
+);

@@ -89,6 +89,8 @@ pub(crate) struct Upcall {
     opcode: u32,
     /// Room for the reply; `None` for an asynchronous upcall.
     out_cap: Option<usize>,
+    /// Made by the kernel's Coda file system (see `bridge`), not through the control device.
+    from_fs: bool,
     /// The request as Venus will read it; never changed once shared.
     msg: KVec<u8>,
     phase: LockedBy<Phase, CommState>,
@@ -219,6 +221,18 @@ pub(crate) struct Taken {
 pub(crate) enum TakenBytes<'a> {
     Signal(InHdr),
     Request(&'a [u8]),
+}
+
+impl PendingReply {
+    /// Linux's file system takes CODA_OPEN_BY_FD's container file as a `struct file *`
+    /// that the reply's writer (Venus) must turn its descriptor into.
+    pub(crate) fn wants_file_handle(&self) -> bool {
+        self.upcall.from_fs && self.upcall.opcode == coda_msg::CODA_OPEN_BY_FD
+    }
+
+    pub(crate) fn out_cap(&self) -> usize {
+        self.upcall.out_cap.unwrap_or(0)
+    }
 }
 
 /// What a synchronous call returns: Venus's reply, and the unique the upcall carried.
@@ -372,7 +386,16 @@ impl VenusComm {
     /// Queues an upcall; the first step of [`Self::call`]. `msg` starts with a
     /// `coda_in_hdr` whose unique is overwritten. `out_cap` is `None` for an asynchronous
     /// upcall, which is freed once Venus has read it.
-    pub(crate) fn submit(&self, mut msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
+    pub(crate) fn submit(&self, msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
+        self.submit_from(msg, out_cap, false)
+    }
+
+    fn submit_from(
+        &self,
+        mut msg: KVec<u8>,
+        out_cap: Option<usize>,
+        from_fs: bool,
+    ) -> Result<Arc<Upcall>> {
         if msg.len() < coda_msg::IN_HDR_SIZE || msg.len() > coda_msg::VC_MAXMSGSIZE {
             return Err(EINVAL);
         }
@@ -413,6 +436,7 @@ impl VenusComm {
                 unique,
                 opcode,
                 out_cap,
+                from_fs,
                 msg,
                 phase: LockedBy::new(&self.state, Phase::Queued),
                 done <- new_condvar!("Upcall::done"),
@@ -445,13 +469,22 @@ impl VenusComm {
     /// when `hard` is set), ETIMEDOUT when the timeout runs out, EIO when the reply did not
     /// fit `out_cap`.
     pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
+        self.call_from(msg, out_cap, false)
+    }
+
+    /// [`Self::call`] for the kernel's Coda file system.
+    pub(crate) fn call_from_kernel(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
+        self.call_from(msg, out_cap, true)
+    }
+
+    fn call_from(&self, msg: KVec<u8>, out_cap: usize, from_fs: bool) -> Result<Reply> {
         let opcode = msg
             .get(0..4)
             .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
         let interruptible = !self.config.hard && !coda_msg::is_uninterruptible(opcode);
         // Blocks ordinary signals around both the wait for room and the wait for the reply.
         let _block = (!interruptible).then(SignalBlock::new);
-        let up = self.submit(msg, Some(out_cap))?;
+        let up = self.submit_from(msg, Some(out_cap), from_fs)?;
         self.wait(&up).map(|bytes| Reply {
             unique: up.unique,
             bytes,
@@ -695,6 +728,10 @@ impl VenusComm {
 
     pub(crate) fn count_bad_write(&self) {
         self.lock().stats.bad_writes += 1;
+    }
+
+    pub(crate) fn venus_is_open(&self) -> bool {
+        self.lock().open
     }
 
     /// Whether a message waits for Venus.

@@ -40,6 +40,10 @@ cf build --debug-assertions >&2 || die "cargo fuzz build failed"
 passed=0 failed=0
 log_dir=$REPO_ROOT/results/fuzz
 mkdir -p "$log_dir"
+# libFuzzer writes fuzz-N.log into the working directory when it runs jobs: keep it there.
+cd "$log_dir" || die "no $log_dir"
+jobs=()
+[ "${FUZZ_JOBS:-1}" -gt 1 ] && jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
 for t in "${targets[@]}"; do
 	reg=$fuzz_dir/regressions/$t
 	corpus=$fuzz_dir/corpus/$t
@@ -58,8 +62,7 @@ for t in "${targets[@]}"; do
 	# -max_len covers the largest message (VC_MAXMSGSIZE 8552) plus the targets' selectors.
 	cf run --debug-assertions "$t" "$corpus" -- \
 		-max_total_time="$secs" -max_len=9000 -timeout=10 -rss_limit_mb=2048 \
-		-seed="${FUZZ_SEED:-0}" -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" \
-		-print_final_stats=1 >"$log_dir/$t.log" 2>&1
+		-seed="${FUZZ_SEED:-0}" "${jobs[@]}" -print_final_stats=1 >"$log_dir/$t.log" 2>&1
 	rc=$?
 	after=$(ls "$art" | wc -l)
 	if [ "$rc" != 0 ] || [ "$after" -gt "$before" ]; then

@@ -36,6 +36,10 @@ touch coda_psdev.rs
 make KDIR="$kdir" CLIPPY=1 2>&1 | grep -E '^(warning|error)' >"$res/clippy.log"
 [ ! -s "$res/clippy.log" ]
 count "module is clippy-clean" $?
+mkdir -p "$res/vm"
+scripts/coda-fs.sh "$kdir" "$res/coda-fs" >"$res/coda-fs-build.log" 2>&1 &&
+	cp "$res/coda-fs/coda_rs_fs.ko" "$res/vm/"
+count "the kernel's Coda file system builds against our driver" $?
 modinfo coda_psdev.ko | grep -q '^parm: *devices:' 
 count "modinfo shows the devices parameter" $?
 
@@ -50,13 +54,21 @@ kf=$(grep -cE '\]\s{4,}not ok [0-9]+ ' "$res/vm/kunit.tap" 2>/dev/null)
 echo "KUnit: ${kp:-0} passed, ${kf:-0} failed"
 [ "${kp:-0}" -gt 0 ] || kf=$((${kf:-0} + 1))
 passed=$((passed + ${kp:-0})) failed=$((failed + ${kf:-0}))
-for log in harness peer; do
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$res/vm/$log.log" 2>/dev/null | tail -1)
-	if [ -n "$line" ]; then
-		passed=$((passed + $(echo "$line" | awk '{print $1}')))
-		failed=$((failed + $(echo "$line" | awk '{print $3}')))
-	elif [ -f "$res/vm/$log.log" ] || [ $log = harness ]; then
-		count "$log reported its results" 1
+# The harness ends with 'N passed, M failed'; the peer scripts print TAP-like lines, where a
+# known bug of the kernel's C client is a TODO that does not count.
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$res/vm/harness.log" 2>/dev/null | tail -1)
+if [ -n "$line" ]; then
+	passed=$((passed + $(echo "$line" | awk '{print $1}')))
+	failed=$((failed + $(echo "$line" | awk '{print $3}')))
+else
+	count "harness reported its results" 1
+fi
+for log in peer coda-fs; do
+	if [ -s "$res/vm/$log.log" ]; then
+		passed=$((passed + $(grep -cE '^ok - ' "$res/vm/$log.log")))
+		failed=$((failed + $(grep -E '^not ok - ' "$res/vm/$log.log" | grep -cv '# TODO')))
+	else
+		count "$log test ran" 1
 	fi
 done
 

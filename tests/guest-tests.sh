@@ -23,4 +23,9 @@ if [ -x "$repo/tests/peer-coda.sh" ] && [ -x "$bin/venus" ]; then
 	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 	rmmod coda || rc=1
 fi
+if [ -f "$out/coda_rs_fs.ko" ]; then
+	echo "== the kernel's Coda file system on our driver (coda_rs_fs.ko)"
+	bash "$repo/tests/guest-coda-fs.sh" "$out" 2>&1 | tee "$out/coda-fs.log"
+	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+fi
 exit $rc

@@ -189,10 +189,10 @@ check "touch -d" touch -d '2001-02-03 04:05:06 UTC' hello.txt
 expect "mtime after touch -d" "981173106" stat -c %Y hello.txt
 
 # A larger file, through the container.
-head -c 1048576 /dev/urandom >"$out/big"
-check "cp 1 MiB in" cp "$out/big" big
+head -c 1048576 /dev/urandom >"$work/big"
+check "cp 1 MiB in" cp "$work/big" big
 check "drop caches again" sh -c 'sync; echo 3 > /proc/sys/vm/drop_caches'
-check "1 MiB reads back equal" cmp "$out/big" big
+check "1 MiB reads back equal" cmp "$work/big" big
 expect "1 MiB size" "1048576" stat -c %s big
 
 # Removal.

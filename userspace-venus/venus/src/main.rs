@@ -94,6 +94,11 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     exit_after: Option<f64>,
 
+    /// Wait this long before each reply, so that callers can be interrupted (CODA_SIGNAL)
+    /// or give up.
+    #[arg(long, value_name = "MS")]
+    delay_ms: Option<u64>,
+
     /// Answer CODA_ACCESS_INTENT with EOPNOTSUPP, as Venus before 2019 did.
     #[arg(long)]
     no_access_intent: bool,
@@ -310,6 +315,7 @@ fn main() {
         access_intent: !args.no_access_intent,
         downcall_every: args.downcall_every,
         max_requests: args.max_requests,
+        delay: args.delay_ms.map(Duration::from_millis),
     };
     let venus = Arc::new(
         Venus::new(dev, tree, cache.clone(), cfg, record)

@@ -33,6 +33,8 @@ pub struct Config {
     /// Send a downcall after every this many replies.
     pub downcall_every: Option<u64>,
     pub max_requests: Option<u64>,
+    /// Sleep before each reply (to let callers time out or be interrupted).
+    pub delay: Option<std::time::Duration>,
 }
 
 pub struct Venus {
@@ -54,9 +56,11 @@ pub struct Venus {
 
 /// What to send back for one upcall.
 enum Reply {
-    /// The reply is in the output buffer, this long.  `fd` (an open container) must stay
-    /// open until the reply is written: the kernel takes it from our fd table then.
-    Len(usize, Option<OwnedFd>),
+    /// The reply is in the output buffer, this long.
+    Len(usize),
+    /// A CODA_OPEN_BY_FD reply: the container `fd` of `ino` must stay open until the reply
+    /// is written, the kernel takes it from our fd table then.
+    Opened(usize, OwnedFd, Ino),
     /// Asynchronous upcalls (CODA_SIGNAL, the access-intent finishers) get no reply.
     None,
 }
@@ -78,7 +82,7 @@ fn msg_err(e: MsgError) -> Errno {
 
 fn put<T: IntoBytes + Immutable>(out: &mut [u8], v: &T) -> Res {
     let n = put_struct(out, v).map_err(|_| Errno::INVAL)?;
-    Ok(Reply::Len(n, None))
+    Ok(Reply::Len(n))
 }
 
 fn name_str(n: &[u8]) -> String {
@@ -195,7 +199,8 @@ impl Venus {
                 self.count_served();
                 return;
             }
-            Ok(Reply::Len(len, fd)) => (len, fd, 0),
+            Ok(Reply::Len(len)) => (len, None, 0),
+            Ok(Reply::Opened(len, fd, ino)) => (len, Some((fd, ino)), 0),
             Err(e) => {
                 let oh = OutHdr {
                     opcode: ih.opcode,
@@ -221,22 +226,33 @@ impl Venus {
                 len
             );
         }
-        self.write_reply(&out[..len]);
-        drop(fd);
+        if let Some(d) = self.cfg.delay {
+            std::thread::sleep(d);
+        }
+        let delivered = self.write_reply(&out[..len]);
+        if let Some((fd, ino)) = fd {
+            drop(fd);
+            if !delivered {
+                // No CODA_CLOSE will come for an open the kernel never saw.
+                let mut t = self.tree();
+                let _ = self.close_container(&mut t, ino, 0);
+            }
+        }
         self.count_served();
     }
 
-    fn write_reply(&self, reply: &[u8]) {
+    /// Writes a reply; false when the caller had gone.
+    fn write_reply(&self, reply: &[u8]) -> bool {
         loop {
             match rustix::io::write(&self.dev, reply) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(Errno::INTR) => continue,
                 // The caller gave up (signal or timeout) before our reply.
                 Err(Errno::SRCH) => {
                     if self.cfg.verbose >= 1 {
                         eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
                     }
-                    return;
+                    return false;
                 }
                 Err(e) => fatal(format!("writing a reply: {e}")),
             }
@@ -443,7 +459,7 @@ impl Venus {
                             ..Default::default()
                         };
                         let n = build_readlink_out(out, r, target).map_err(msg_err)?;
-                        Ok(Reply::Len(n, None))
+                        Ok(Reply::Len(n))
                     }
                     _ => Err(Errno::INVAL),
                 }
@@ -462,7 +478,7 @@ impl Venus {
                     eprintln!("venus:   open {ino} flags {:#x} -> fd {}", m.flags, r.fd);
                 }
                 let n = put_struct(out, &r).map_err(msg_err)?;
-                Ok(Reply::Len(n, Some(fd)))
+                Ok(Reply::Opened(n, fd, ino))
             }
             CODA_CLOSE => {
                 let m: CloseIn = read_msg(msg).map_err(msg_err)?;

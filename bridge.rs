@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The bridge to the kernel's own Coda file system (`fs/coda`, built against this driver
+//! by `make coda-fs`): its upcalls go through the same engine as everyone's, and Venus's
+//! downcalls reach its caches. [`crate::raw`] holds the C entry points; this is their logic.
+
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+use crate::coda_msg;
+use crate::upcall::VenusComm;
+
+/// The file system's downcall handler: `(minor, message, length) -> errno`.
+pub(crate) type DowncallFn = unsafe extern "C" fn(i32, *mut u8, i32) -> i32;
+
+/// What the C entry points reach through [`FS_BRIDGE`].
+pub(crate) struct Bridge {
+    comms: KVec<Arc<VenusComm>>,
+    /// Misc minor of each `/dev/cfsN`, for mount's device check.
+    minors: KVec<u32>,
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in the module initialiser, before any device or export is usable.
+    pub(crate) unsafe(uninit) static FS_BRIDGE: Mutex<Bridge> = Bridge {
+        comms: KVec::new(),
+        minors: KVec::new(),
+    };
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in the module initialiser, before any device or export is usable.
+    // Its own lock: the file system calls into us with its `vc_mutex` held (mount) and
+    // takes that mutex inside a downcall, so the downcall must not hold `FS_BRIDGE`.
+    pub(crate) unsafe(uninit) static FS_DOWNCALL: Mutex<Option<DowncallFn>> = None;
+}
+
+/// Fills the bridge once the devices exist.
+pub(crate) fn publish(comms: &[Arc<VenusComm>], minors: &[u32]) -> Result {
+    let mut b = FS_BRIDGE.lock();
+    for c in comms {
+        b.comms.push(c.clone(), GFP_KERNEL)?;
+    }
+    b.minors.extend_from_slice(minors, GFP_KERNEL)?;
+    Ok(())
+}
+
+/// Empties the bridge at module exit (the file system module, which uses our exports, is
+/// gone by then).
+pub(crate) fn withdraw() {
+    let mut b = FS_BRIDGE.lock();
+    // Assigned, not cleared: the storage must be freed too.
+    b.comms = KVec::new();
+    b.minors = KVec::new();
+    drop(b);
+    *FS_DOWNCALL.lock() = None;
+}
+
+fn comm(index: i32) -> Result<Arc<VenusComm>> {
+    let b = FS_BRIDGE.lock();
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| b.comms.get(i))
+        .cloned()
+        .ok_or(ENXIO)
+}
+
+/// An upcall from the file system: `buf` holds the request and receives the reply.
+pub(crate) fn upcall(index: i32, buf: &mut [u8], in_len: usize) -> Result<usize> {
+    let comm = comm(index)?;
+    let mut msg = KVec::with_capacity(in_len, GFP_KERNEL)?;
+    msg.extend_from_slice(buf.get(..in_len).ok_or(EINVAL)?, GFP_KERNEL)?;
+    let reply = comm.call_from_kernel(msg, buf.len())?;
+    let n = reply.bytes.len();
+    buf.get_mut(..n).ok_or(EIO)?.copy_from_slice(&reply.bytes);
+    Ok(n)
+}
+
+/// An asynchronous upcall from the file system (CODA_ACCESS_INTENT's finaliser): queued
+/// for Venus, no reply awaited.
+pub(crate) fn upcall_async(index: i32, request: &[u8]) -> Result {
+    let comm = comm(index)?;
+    let mut msg = KVec::with_capacity(request.len(), GFP_KERNEL)?;
+    msg.extend_from_slice(request, GFP_KERNEL)?;
+    comm.submit(msg, None).map(|_| ())
+}
+
+/// The index of the `/dev/cfsN` with this misc minor, for the file system's mount.
+pub(crate) fn index_of_minor(minor: u32) -> Option<usize> {
+    FS_BRIDGE.lock().minors.iter().position(|&m| m == minor)
+}
+
+/// Whether Venus has `/dev/cfs<index>` open.
+pub(crate) fn venus_present(index: i32) -> bool {
+    comm(index).is_ok_and(|c| c.venus_is_open())
+}
+
+pub(crate) fn set_downcall(handler: Option<DowncallFn>) {
+    *FS_DOWNCALL.lock() = handler;
+}
+
+/// Hands a validated downcall to the file system, if one is loaded. The handler lock is
+/// held across the call so that the file system cannot unregister (and unload) meanwhile.
+pub(crate) fn downcall(minor: u32, msg: &mut [u8]) {
+    let h = FS_DOWNCALL.lock();
+    if let Some(handler) = *h {
+        if msg.len() >= coda_msg::OUT_HDR_SIZE {
+            crate::raw::call_downcall(handler, minor, msg);
+        }
+    }
+}

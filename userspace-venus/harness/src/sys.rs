@@ -1,0 +1,398 @@
+//! The system interfaces the tests need beyond what nix and rustix wrap safely: the driver's
+//! ioctls, reads and writes at deliberately bad addresses, the signal handler, forked
+//! children, and what /proc says about a blocked task. Every `unsafe` of the harness is here.
+
+use std::ffi::CStr;
+use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use coda_msg::CtlCall;
+use coda_msg::PsdevStats;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::mman::MapFlags;
+use nix::sys::mman::ProtFlags;
+use nix::sys::signal::SaFlags;
+use nix::sys::signal::SigAction;
+use nix::sys::signal::SigHandler;
+use nix::sys::signal::SigSet;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::sys::wait::WaitPidFlag;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::ForkResult;
+use nix::unistd::Pid;
+use rustix::process::Gid;
+use rustix::process::Uid;
+use zerocopy::FromZeros;
+
+static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_signal(_sig: libc::c_int) {
+    SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How many SIGUSR1/SIGUSR2 the process has handled so far.
+pub fn signals_handled() -> usize {
+    SIGNALS_HANDLED.load(Ordering::SeqCst)
+}
+
+/// Installs a counting handler for SIGUSR1 and SIGUSR2, without SA_RESTART: a signal must
+/// end a blocking read or upcall with EINTR rather than restart it.
+pub fn install_signal_handlers() -> Result<(), Errno> {
+    let sa = SigAction::new(
+        SigHandler::Handler(count_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        unsafe { nix::sys::signal::sigaction(sig, &sa) }?;
+    }
+    Ok(())
+}
+
+/// `ioctl(fd, cmd, arg)`.
+///
+/// # Safety
+///
+/// `arg` must be null, point at no mapping, or point at memory of ours that the command may
+/// read and write for its encoded size.
+unsafe fn ioctl_raw<T>(fd: BorrowedFd<'_>, cmd: u32, arg: *mut T) -> Result<libc::c_int, Errno> {
+    // SAFETY: forwarded from the caller's contract.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::Ioctl, arg) })
+}
+
+/// `CIOC_KERNEL_VERSION`.
+pub fn kernel_version(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut v: u64 = 0;
+    // SAFETY: the command is declared with a size_t, and `v` is one.
+    unsafe { ioctl_raw(fd, coda_msg::CIOC_KERNEL_VERSION, &mut v) }?;
+    Ok(v)
+}
+
+/// An ioctl with a null argument, for commands the device must not know.
+pub fn ioctl_null(fd: BorrowedFd<'_>, cmd: u32) -> Result<libc::c_int, Errno> {
+    // SAFETY: with a null argument the kernel cannot touch our memory.
+    unsafe { ioctl_raw(fd, cmd, std::ptr::null_mut::<u8>()) }
+}
+
+/// `CODA_PSDEV_IOC_STATS` on a /dev/cfsN.
+pub fn psdev_stats(fd: BorrowedFd<'_>) -> Result<PsdevStats, Errno> {
+    let mut st = PsdevStats::new_zeroed();
+    // SAFETY: the command's size is that of `PsdevStats`, which `st` is.
+    unsafe { ioctl_raw(fd, coda_msg::CODA_PSDEV_IOC_STATS, &mut st) }?;
+    Ok(st)
+}
+
+/// `CODA_CTL_IOC_STATS` on /dev/coda_ctl for /dev/cfs<minor>.
+pub fn ctl_stats(fd: BorrowedFd<'_>, minor: u32) -> Result<PsdevStats, Errno> {
+    let mut st = PsdevStats::new_zeroed();
+    st.minor = minor;
+    // SAFETY: the command's size is that of `PsdevStats`, which `st` is.
+    unsafe { ioctl_raw(fd, coda_msg::CODA_CTL_IOC_STATS, &mut st) }?;
+    Ok(st)
+}
+
+/// `CODA_CTL_IOC_CALL`.
+///
+/// # Safety
+///
+/// `c.in_` must point at `c.in_len` bytes (or at no mapping) and `c.out` at `c.out_cap`
+/// bytes that nothing else uses during the call (or at no mapping).
+pub unsafe fn ctl_call(fd: BorrowedFd<'_>, c: &mut CtlCall) -> Result<(), Errno> {
+    // SAFETY: `c` is a `CtlCall`, the command's size; its pointers are the caller's promise.
+    unsafe { ioctl_raw(fd, coda_msg::CODA_CTL_IOC_CALL, c) }.map(drop)
+}
+
+/// An address below mmap_min_addr: never mapped, so any access faults.
+const LOW_ADDR: usize = 1;
+
+/// Two pages: the first readable and writable, the second PROT_NONE, so that a buffer
+/// ending in the first page and running into the second faults part way through a copy.
+/// PROT_NONE rather than munmap: the range stays ours, so no other thread's mapping can
+/// land there while the kernel copies.
+pub struct GuardedPage {
+    base: NonNull<libc::c_void>,
+    page: usize,
+}
+
+impl GuardedPage {
+    pub fn new() -> Result<Self, Errno> {
+        let page = rustix::param::page_size();
+        let len = NonZeroUsize::new(2 * page).ok_or(Errno::EINVAL)?;
+        // SAFETY: a fresh anonymous private mapping aliases nothing.
+        let base = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }?;
+        let guard = Self { base, page };
+        let second =
+            NonNull::new(guard.inaccessible() as *mut libc::c_void).ok_or(Errno::EINVAL)?;
+        // SAFETY: the second page is part of our own mapping and nothing refers into it.
+        unsafe { nix::sys::mman::mprotect(second, page, ProtFlags::PROT_NONE) }?;
+        Ok(guard)
+    }
+
+    /// The first byte of the inaccessible page.
+    pub fn inaccessible(&self) -> usize {
+        self.base.as_ptr() as usize + self.page
+    }
+
+    /// An address whose first `valid` bytes are accessible and the rest are not.
+    pub fn straddle(&self, valid: usize) -> usize {
+        self.inaccessible() - valid.min(self.page)
+    }
+
+    /// Puts `bytes` at the end of the accessible page, just before the guard.
+    pub fn put_tail(&mut self, bytes: &[u8]) {
+        // SAFETY: the first page is readable and writable, ours alone, and `&mut self`
+        // makes this the only reference into it.
+        let first =
+            unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().cast::<u8>(), self.page) };
+        let start = self.page - bytes.len().min(self.page);
+        first[start..].copy_from_slice(&bytes[..self.page - start]);
+    }
+}
+
+impl Drop for GuardedPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and nothing refers into it any more.
+        let _ = unsafe { nix::sys::mman::munmap(self.base, 2 * self.page) };
+    }
+}
+
+/// A buffer address a read or write must fail on with EFAULT.
+pub enum BadBuf<'a> {
+    /// Address 1: below every mapping.
+    Low,
+    /// The PROT_NONE page.
+    Guard(&'a mut GuardedPage),
+    /// `usize` accessible bytes, then the PROT_NONE page.
+    Straddle(&'a mut GuardedPage, usize),
+}
+
+impl BadBuf<'_> {
+    fn addr(&self) -> usize {
+        match self {
+            BadBuf::Low => LOW_ADDR,
+            BadBuf::Guard(g) => g.inaccessible(),
+            BadBuf::Straddle(g, valid) => g.straddle(*valid),
+        }
+    }
+}
+
+/// `read(fd, bad, len)`.
+pub fn read_into_bad(fd: BorrowedFd<'_>, bad: BadBuf<'_>, len: usize) -> Result<usize, Errno> {
+    let addr = bad.addr();
+    // SAFETY: `addr` is unmapped, PROT_NONE, or the tail of a guarded page that `bad`
+    // borrows mutably: the kernel can write nothing that Rust code also refers to.
+    let n = unsafe { libc::read(fd.as_raw_fd(), addr as *mut libc::c_void, len) };
+    Errno::result(n).map(|n| n as usize)
+}
+
+/// `write(fd, bad, len)`.
+pub fn write_from_bad(fd: BorrowedFd<'_>, bad: BadBuf<'_>, len: usize) -> Result<usize, Errno> {
+    let addr = bad.addr();
+    // SAFETY: write(2) only reads the buffer; an address that is not ours faults in the
+    // kernel and returns EFAULT.
+    let n = unsafe { libc::write(fd.as_raw_fd(), addr as *const libc::c_void, len) };
+    Errno::result(n).map(|n| n as usize)
+}
+
+/// How a forked child ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChildEnd {
+    Exited(i32),
+    Signaled(Signal),
+}
+
+/// Forks a child that runs `f` and exits with its result.
+///
+/// # Safety
+///
+/// The process may have other threads, so `f` may only make async-signal-safe calls: no
+/// allocation, no locks, no stdio.
+unsafe fn fork_run(f: impl FnOnce() -> i32) -> Result<Pid, Errno> {
+    // SAFETY: the child only runs `f` (the caller's promise) and `_exit`.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {
+            let code = f();
+            // SAFETY: _exit ends the child without running Rust or C library clean-up, which
+            // might take locks that another thread held at the fork.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Waits for `pid` to end, for at most `within`.
+pub fn wait_child(pid: Pid, within: Duration) -> Result<ChildEnd, String> {
+    let end = Instant::now() + within;
+    loop {
+        match nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ChildEnd::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ChildEnd::Signaled(sig)),
+            Ok(_) => {}
+            Err(e) => return Err(format!("waitpid {pid}: {e}")),
+        }
+        if Instant::now() >= end {
+            return Err(format!("child {pid} still running after {within:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills and reaps a child that a failed test left behind.
+pub fn reap(pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
+/// Child exit codes above every errno: a setup step failed before the open.
+const SETUP_FAILED: i32 = 200;
+
+/// How an open attempted in a child ended.
+fn open_result(end: ChildEnd) -> Result<Result<(), Errno>, String> {
+    match end {
+        ChildEnd::Exited(0) => Ok(Ok(())),
+        ChildEnd::Exited(c) if c >= SETUP_FAILED => Err(format!(
+            "the child's setup step {} failed",
+            c - SETUP_FAILED
+        )),
+        ChildEnd::Exited(c) => Ok(Err(Errno::from_raw(c))),
+        ChildEnd::Signaled(s) => Err(format!("the child died of {s}")),
+    }
+}
+
+/// The exit code for an open: 0 on success, else the errno.
+fn try_open(path: &CStr) -> i32 {
+    match nix::fcntl::open(path, OFlag::O_RDWR, Mode::empty()) {
+        Ok(_fd) => 0,
+        Err(e) => e as i32,
+    }
+}
+
+/// Opens `path` read-write in a child running as uid and gid 65534 with no groups, which
+/// drops every capability.
+pub fn open_as_nobody(path: &CStr) -> Result<Result<(), Errno>, String> {
+    let nobody = 65534;
+    let (gid, uid) = (Gid::from_raw(nobody), Uid::from_raw(nobody));
+    let child = || {
+        if rustix::thread::set_thread_groups(&[]).is_err() {
+            return SETUP_FAILED + 1;
+        }
+        if rustix::thread::set_thread_res_gid(gid, gid, gid).is_err() {
+            return SETUP_FAILED + 2;
+        }
+        if rustix::thread::set_thread_res_uid(uid, uid, uid).is_err() {
+            return SETUP_FAILED + 3;
+        }
+        try_open(path)
+    };
+    // SAFETY: the child makes raw setgroups/setresgid/setresuid system calls (for this
+    // thread only, which is the child's only thread) and an open: all async-signal-safe.
+    let pid = unsafe { fork_run(child) }.map_err(|e| format!("fork: {e}"))?;
+    open_result(wait_child(pid, Duration::from_secs(10))?)
+}
+
+/// Opens `path` in a child that moved into a new user namespace: still uid 0 to the file
+/// system, but without capabilities in the initial namespace.
+pub fn open_in_user_ns(path: &CStr) -> Result<Result<(), Errno>, String> {
+    let child = || {
+        if nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_err() {
+            return SETUP_FAILED + 1;
+        }
+        try_open(path)
+    };
+    // SAFETY: the child makes an unshare and an open system call only.
+    let pid = unsafe { fork_run(child) }.map_err(|e| format!("fork: {e}"))?;
+    open_result(wait_child(pid, Duration::from_secs(10))?)
+}
+
+/// Opens `path` in a grandchild that lives in a new pid namespace (as root with every
+/// capability).
+pub fn open_in_pid_ns(path: &CStr) -> Result<Result<(), Errno>, String> {
+    let child = || {
+        if nix::sched::unshare(CloneFlags::CLONE_NEWPID).is_err() {
+            return SETUP_FAILED + 1;
+        }
+        // SAFETY: the grandchild only makes an open system call.
+        let Ok(grandchild) = (unsafe { fork_run(|| try_open(path)) }) else {
+            return SETUP_FAILED + 2;
+        };
+        match nix::sys::wait::waitpid(grandchild, None) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            _ => SETUP_FAILED + 3,
+        }
+    };
+    // SAFETY: the child makes unshare, fork and waitpid system calls only.
+    let pid = unsafe { fork_run(child) }.map_err(|e| format!("fork: {e}"))?;
+    open_result(wait_child(pid, Duration::from_secs(10))?)
+}
+
+/// Forks a child that makes the control call `c` on `ctl` and exits with 0 or the errno.
+/// The buffers `c` points at are the caller's; the child has its own copy of them.
+pub fn fork_ctl_call(ctl: BorrowedFd<'_>, c: &CtlCall) -> Result<Pid, Errno> {
+    let mut c = *c;
+    let child = || {
+        // SAFETY: the child's address space is a copy of ours, so the buffers `c` points at
+        // are valid there and used by nothing else.
+        match unsafe { ctl_call(ctl, &mut c) } {
+            Ok(()) => 0,
+            Err(e) => e as i32,
+        }
+    };
+    // SAFETY: the child makes one ioctl system call.
+    unsafe { fork_run(child) }
+}
+
+/// Whether the task at `dir` (`/proc/<pid>` or `/proc/self/task/<tid>`) sleeps inside one of
+/// the system calls `nrs`.
+pub fn sleeping_in(dir: &str, nrs: &[i64]) -> bool {
+    let Ok(sys) = std::fs::read_to_string(format!("{dir}/syscall")) else {
+        return false;
+    };
+    let in_call = sys
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<i64>().ok())
+        .is_some_and(|n| nrs.contains(&n));
+    let Ok(stat) = std::fs::read_to_string(format!("{dir}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may contain spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    in_call && matches!(state, Some("S") | Some("D"))
+}
+
+/// Waits until the task at `dir` sleeps in one of the system calls `nrs`.
+pub fn wait_sleeping_in(dir: &str, nrs: &[i64], within: Duration) -> Result<(), String> {
+    crate::check::wait_until(&format!("{dir} sleeps in syscall {nrs:?}"), within, || {
+        Ok(sleeping_in(dir, nrs))
+    })
+}
+
+pub const SYS_READ: i64 = libc::SYS_read;
+pub const SYS_IOCTL: i64 = libc::SYS_ioctl;
+/// Whichever of these the C library uses for poll(2) and epoll_wait(2).
+pub const SYS_POLLS: [i64; 5] = [
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+];

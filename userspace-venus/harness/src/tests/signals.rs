@@ -1,0 +1,300 @@
+//! Signals sent to callers blocked in an upcall.
+
+use std::time::Duration;
+
+use coda_msg::CtlCall;
+use coda_msg::PsdevOpStats;
+use coda_msg::CODA_ACCESS_INTENT;
+use coda_msg::CODA_CLOSE;
+use coda_msg::CODA_GETATTR;
+use coda_msg::CODA_RELEASE;
+use coda_msg::CODA_STATFS;
+use coda_msg::CODA_STORE;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::answer;
+use super::expect_answer;
+use super::expect_signal;
+use super::start_call;
+use super::CAP;
+use super::STAYS;
+use crate::caller::Ctl;
+use crate::check::expect_errno;
+use crate::check::wait_until;
+use crate::check::Context;
+use crate::check::TestResult;
+use crate::ensure;
+use crate::ensure_eq;
+use crate::msg;
+use crate::runner::Env;
+use crate::stats::check_balance;
+use crate::stats::check_idle;
+use crate::stats::expect_op;
+use crate::sys;
+use crate::sys::ChildEnd;
+use crate::venus::Venus;
+use crate::venus::EXPECT;
+
+pub fn before_read(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let w = start_call(&ctl, 0, "caller", msg::request_token(CODA_STATFS, 1), CAP)?;
+    w.kill(Signal::SIGUSR1)?;
+    expect_errno(
+        w.join_within(EXPECT)?,
+        Errno::EINTR,
+        "the interrupted caller",
+    )?;
+    v.expect_empty("after the caller gave up before the read")?;
+    let s1 = v.stats()?;
+    expect_op(
+        &s0,
+        &s1,
+        CODA_STATFS,
+        PsdevOpStats {
+            calls: 1,
+            intr_before_read: 1,
+            ..Default::default()
+        },
+        true,
+    )?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}
+
+pub fn after_read(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let req = msg::request_token(CODA_GETATTR, 1);
+    let w = start_call(&ctl, 0, "caller", req.clone(), CAP)?;
+    let (h, _) = v.next_request()?;
+    w.kill(Signal::SIGUSR1)?;
+    expect_errno(
+        w.join_within(EXPECT)?,
+        Errno::EINTR,
+        "the interrupted caller",
+    )?;
+    expect_signal(&v.next()?, h.unique)?;
+    let late = msg::reply(CODA_GETATTR, h.unique, 0, &1u64.to_le_bytes());
+    expect_errno(
+        v.write(&late),
+        Errno::ESRCH,
+        "a late reply to the interrupted call",
+    )?;
+    v.expect_empty("after the CODA_SIGNAL")?;
+    let s1 = v.stats()?;
+    let want = PsdevOpStats {
+        calls: 1,
+        intr_after_read: 1,
+        signals_sent: 1,
+        bytes_in: (req.len() + coda_msg::IN_HDR_SIZE) as u64,
+        ..Default::default()
+    };
+    expect_op(&s0, &s1, CODA_GETATTR, want, true)?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}
+
+pub fn reply_wins(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let rounds = 10;
+    for i in 0..rounds {
+        let w = start_call(&ctl, 0, "caller", msg::request_token(CODA_GETATTR, i), CAP)?;
+        let (_, m) = v.next_request()?;
+        answer(&v, &m)?;
+        // Right behind the reply, before the caller can have run.
+        w.kill(Signal::SIGUSR1)?;
+        expect_answer(
+            w.join_within(EXPECT)?,
+            i,
+            &format!("caller {i}, signalled after the reply"),
+        )?;
+    }
+    v.expect_empty("after the replied calls")?;
+    let s1 = v.stats()?;
+    expect_op(
+        &s0,
+        &s1,
+        CODA_GETATTR,
+        PsdevOpStats {
+            calls: rounds,
+            replies: rounds,
+            ..Default::default()
+        },
+        false,
+    )?;
+    check_balance(&s1)
+}
+
+pub fn uninterruptible_ops(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    for op in [CODA_CLOSE, CODA_STORE, CODA_RELEASE, CODA_ACCESS_INTENT] {
+        let name = coda_msg::opcode_name(op);
+        let s0 = v.stats()?;
+        let handled = sys::signals_handled();
+        let w = start_call(&ctl, 0, name, msg::request_token(op, u64::from(op)), CAP)?;
+        w.kill(Signal::SIGUSR1)?;
+        w.still_blocked_after(STAYS)
+            .map_err(|e| format!("SIGUSR1 before the read: {e}"))?;
+        let (h, m) = v
+            .next_request()
+            .map_err(|e| format!("{name}: the request is gone after SIGUSR1: {e}"))?;
+        ensure_eq!(h.opcode, op, "opcode read");
+        w.kill(Signal::SIGUSR1)?;
+        w.still_blocked_after(STAYS)
+            .map_err(|e| format!("SIGUSR1 after the read: {e}"))?;
+        v.expect_empty(&format!("{name} after SIGUSR1 (no CODA_SIGNAL)"))?;
+        answer(&v, &m)?;
+        expect_answer(w.join_within(EXPECT)?, u64::from(op), name)?;
+        // The signal was held back, not lost.
+        wait_until(
+            "the held-back SIGUSR1 is handled",
+            Duration::from_secs(2),
+            || Ok(sys::signals_handled() > handled),
+        )?;
+        let s1 = v.stats()?;
+        expect_op(
+            &s0,
+            &s1,
+            op,
+            PsdevOpStats {
+                calls: 1,
+                replies: 1,
+                ..Default::default()
+            },
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// Kills and reaps a forked caller when a test fails half way.
+pub(super) struct Child(Option<Pid>);
+
+impl Child {
+    fn pid(&self) -> Pid {
+        self.0.unwrap_or(Pid::from_raw(0))
+    }
+
+    fn ended(&mut self, within: Duration) -> Result<ChildEnd, String> {
+        let end = sys::wait_child(self.pid(), within)?;
+        self.0 = None;
+        Ok(end)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            sys::reap(pid);
+        }
+    }
+}
+
+/// Forks a process that calls `opcode` on /dev/cfs<minor> and waits until it sleeps in the
+/// ioctl with the upcall queued. `buf` holds the request and room for the reply.
+pub(super) fn fork_caller(
+    ctl: &Ctl,
+    minor: u32,
+    opcode: u32,
+    buf: &mut Vec<u8>,
+) -> Result<(Child, u64), String> {
+    let req = msg::request_token(opcode, 0xC0DE);
+    let before = ctl.stats(minor).ctx("statistics")?.op[opcode as usize].calls;
+    let in_len = req.len();
+    buf.clear();
+    buf.extend_from_slice(&req);
+    buf.resize(in_len + CAP, 0);
+    let c = CtlCall {
+        minor,
+        flags: 0,
+        in_: buf.as_ptr() as u64,
+        in_len: in_len as u32,
+        out_cap: CAP as u32,
+        out: buf[in_len..].as_ptr() as u64,
+        out_len: 0,
+        unique: 0,
+    };
+    let child = Child(Some(sys::fork_ctl_call(ctl.fd(), &c).ctx("fork")?));
+    wait_until("the child's upcall is queued", EXPECT, || {
+        Ok(ctl.stats(minor).ctx("statistics")?.op[opcode as usize].calls > before)
+    })?;
+    sys::wait_sleeping_in(&format!("/proc/{}", child.pid()), &[sys::SYS_IOCTL], EXPECT)?;
+    Ok((child, before))
+}
+
+/// SIGUSR1 leaves the forked caller blocked; SIGKILL ends it.
+pub(super) fn usr1_then_kill(child: &mut Child) -> TestResult {
+    nix::sys::signal::kill(child.pid(), Signal::SIGUSR1).ctx("kill SIGUSR1")?;
+    std::thread::sleep(STAYS);
+    ensure!(
+        sys::sleeping_in(&format!("/proc/{}", child.pid()), &[sys::SYS_IOCTL]),
+        "the caller left its call after SIGUSR1"
+    );
+    nix::sys::signal::kill(child.pid(), Signal::SIGKILL).ctx("kill SIGKILL")?;
+    let end = child.ended(EXPECT)?;
+    ensure_eq!(
+        end,
+        ChildEnd::Signaled(Signal::SIGKILL),
+        "how the killed caller ended"
+    );
+    Ok(())
+}
+
+pub fn sigkill_before_read(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let mut buf = Vec::new();
+    let (mut child, _) = fork_caller(&ctl, 0, CODA_CLOSE, &mut buf)?;
+    usr1_then_kill(&mut child)?;
+    v.expect_empty("after the caller was killed before the read")?;
+    let s1 = v.stats()?;
+    expect_op(
+        &s0,
+        &s1,
+        CODA_CLOSE,
+        PsdevOpStats {
+            calls: 1,
+            intr_before_read: 1,
+            ..Default::default()
+        },
+        false,
+    )?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}
+
+pub fn sigkill_after_read(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let mut buf = Vec::new();
+    let (mut child, _) = fork_caller(&ctl, 0, CODA_STORE, &mut buf)?;
+    let (h, _) = v.next_request()?;
+    ensure_eq!(h.opcode, CODA_STORE, "opcode read");
+    usr1_then_kill(&mut child)?;
+    expect_signal(&v.next()?, h.unique)?;
+    expect_errno(
+        v.write(&msg::reply(CODA_STORE, h.unique, 0, &[])),
+        Errno::ESRCH,
+        "a reply to the killed caller",
+    )?;
+    let s1 = v.stats()?;
+    let want = PsdevOpStats {
+        calls: 1,
+        intr_after_read: 1,
+        signals_sent: 1,
+        ..Default::default()
+    };
+    expect_op(&s0, &s1, CODA_STORE, want, false)?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}

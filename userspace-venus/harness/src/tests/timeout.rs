@@ -1,0 +1,146 @@
+//! timeout=1: calls that Venus does not answer in time.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use coda_msg::PsdevOpStats;
+use coda_msg::CODA_CLOSE;
+use coda_msg::CODA_GETATTR;
+use coda_msg::CODA_STATFS;
+use nix::errno::Errno;
+
+use super::answer;
+use super::expect_answer;
+use super::expect_signal;
+use super::start_call;
+use super::CAP;
+use crate::caller::Ctl;
+use crate::check::expect_errno;
+use crate::check::TestResult;
+use crate::ensure;
+use crate::msg;
+use crate::runner::Env;
+use crate::stats::check_balance;
+use crate::stats::check_idle;
+use crate::stats::expect_op;
+use crate::venus::Venus;
+
+/// The module's timeout, and how late a timed-out call may return on a slow emulated VM.
+const TIMEOUT: Duration = Duration::from_secs(1);
+const SLACK: Duration = Duration::from_secs(5);
+
+fn check_elapsed(t0: Instant, what: &str) -> TestResult {
+    let e = t0.elapsed();
+    // Jiffies round the timeout; 0.9 s allows for that.
+    ensure!(
+        e >= TIMEOUT.mul_f32(0.9) && e <= TIMEOUT + SLACK,
+        "{what} returned after {e:?}, want about {TIMEOUT:?}"
+    );
+    Ok(())
+}
+
+pub fn unread_times_out(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let t0 = Instant::now();
+    expect_errno(
+        ctl.call(0, &msg::request_token(CODA_STATFS, 1), CAP),
+        Errno::ETIMEDOUT,
+        "an unanswered call",
+    )?;
+    check_elapsed(t0, "the unanswered call")?;
+    v.expect_empty("after the unread call timed out")?;
+    let s1 = v.stats()?;
+    expect_op(
+        &s0,
+        &s1,
+        CODA_STATFS,
+        PsdevOpStats {
+            calls: 1,
+            timeouts: 1,
+            ..Default::default()
+        },
+        true,
+    )?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}
+
+pub fn read_times_out(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let t0 = Instant::now();
+    let req = msg::request_token(CODA_GETATTR, 1);
+    let w = ctl.spawn_call("caller", 0, req.clone(), CAP)?;
+    let (h, _) = v.next_request()?;
+    expect_errno(
+        w.join_within(TIMEOUT + SLACK)?,
+        Errno::ETIMEDOUT,
+        "a read but unanswered call",
+    )?;
+    check_elapsed(t0, "the read but unanswered call")?;
+    expect_signal(&v.next()?, h.unique)?;
+    expect_errno(
+        v.write(&msg::reply(CODA_GETATTR, h.unique, 0, &[])),
+        Errno::ESRCH,
+        "a reply after the timeout",
+    )?;
+    let s1 = v.stats()?;
+    let want = PsdevOpStats {
+        calls: 1,
+        timeouts: 1,
+        signals_sent: 1,
+        bytes_in: (req.len() + coda_msg::IN_HDR_SIZE) as u64,
+        ..Default::default()
+    };
+    expect_op(&s0, &s1, CODA_GETATTR, want, true)?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}
+
+pub fn reply_in_time(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let w = start_call(&ctl, 0, "caller", msg::request_token(CODA_GETATTR, 1), CAP)?;
+    let (_, m) = v.next_request()?;
+    std::thread::sleep(TIMEOUT / 4);
+    answer(&v, &m)?;
+    expect_answer(
+        w.join_within(SLACK)?,
+        1,
+        "a call answered within the timeout",
+    )
+    .map(drop)
+}
+
+pub fn close_times_out(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let t0 = Instant::now();
+    let w = ctl.spawn_call("close", 0, msg::request_token(CODA_CLOSE, 1), CAP)?;
+    let (h, _) = v.next_request()?;
+    expect_errno(
+        w.join_within(TIMEOUT + SLACK)?,
+        Errno::ETIMEDOUT,
+        "an unanswered CODA_CLOSE",
+    )?;
+    check_elapsed(t0, "the unanswered CODA_CLOSE")?;
+    expect_signal(&v.next()?, h.unique)?;
+    let s1 = v.stats()?;
+    expect_op(
+        &s0,
+        &s1,
+        CODA_CLOSE,
+        PsdevOpStats {
+            calls: 1,
+            timeouts: 1,
+            signals_sent: 1,
+            ..Default::default()
+        },
+        false,
+    )?;
+    check_balance(&s1)
+}
