@@ -38,7 +38,7 @@ append="panic_on_warn=1 loglevel=5"
 cmd=$(printf '%q ' "$@")
 set +e
 timeout --foreground "${VM_TIMEOUT:-3000}" vng "${kvm[@]}" -v -r "$kdir/arch/x86/boot/bzImage" \
-	--cpus 2 --memory "$mem" --rwdir "$out" --cwd "$REPO_ROOT" --append "$append" \
+	--force-9p --cpus 2 --memory "$mem" --rwdir "$out" --cwd "$REPO_ROOT" --append "$append" \
 	--exec "bash $REPO_ROOT/tests/guest-wrap.sh $out $cmd" </dev/null 2>&1 |
 	if [ "${VERBOSE:-0}" = 1 ]; then tee "$out/console.log"; else
 		tee "$out/console.log" | grep --line-buffered -v -E '^\[ *[0-9]+\.[0-9]+\]'; fi

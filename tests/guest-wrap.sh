@@ -7,7 +7,8 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 kml=/sys/kernel/debug/kmemleak
 # Objects allocated before the test are not ours to judge.
 [ -w $kml ] && echo clear >$kml
-echo 30 >/proc/sys/kernel/hung_task_timeout_secs 2>/dev/null || true
+ht=/proc/sys/kernel/hung_task_timeout_secs
+[ -w $ht ] && echo 30 >$ht
 "$@"
 rc=$?
 if [ -w $kml ]; then
