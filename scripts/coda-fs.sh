@@ -33,6 +33,11 @@ sed -i -e 's|#include "coda_int.h"|#include "coda_int.h"\n#include "coda_rs.h"|'
 	"$out/upcall.c"
 grep -q '^int coda_downcall' "$out/upcall.c" || die "coda-fs: patching upcall.c lost coda_downcall"
 cat "$REPO_ROOT/fs/coda-rs/upcall_rs.c" >>"$out/upcall.c"
+# file.c: the container inherits O_APPEND after it was opened, but its f_iocb_flags were
+# computed at open, so Linux's C client loses O_APPEND (echo >> file overwrites).
+sed -i 's|^\thost_file->f_flags \|= coda_file->f_flags & (O_APPEND \| O_SYNC);$|&\n\thost_file->f_iocb_flags = iocb_flags(host_file);|' "$out/file.c"
+grep -q 'f_iocb_flags = iocb_flags(host_file)' "$out/file.c" ||
+	die "coda-fs: patching file.c failed: the kernel's fs/coda changed"
 for check in 'coda_psdev_index(inode->i_rdev)' 'coda_psdev_venus_present(ctx->idx)' \
 	'the mutex lives as long as the module'; do
 	grep -qF "$check" "$out/inode.c" || die "coda-fs: patching inode.c failed ($check): the kernel's fs/coda changed"

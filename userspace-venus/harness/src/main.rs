@@ -32,6 +32,9 @@ struct Args {
     /// List the tests and exit.
     #[arg(long)]
     list: bool,
+    /// Print each test's duration on stderr.
+    #[arg(long)]
+    timing: bool,
 }
 
 fn main() -> ExitCode {
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let tally = runner::run(&groups, ko, args.filter.as_deref());
+    let tally = runner::run(&groups, ko, args.filter.as_deref(), args.timing);
     tally.summary();
     if tally.failed == 0 {
         ExitCode::SUCCESS

@@ -101,7 +101,7 @@ fn run_one(env: &Arc<Env>, t: &Test) -> Outcome {
 
 /// Runs the selected tests of every group. Does not return if a test hangs: the process
 /// then prints the tally (the rest counted as failed) and exits.
-pub fn run(groups: &[Group], ko: PathBuf, filter: Option<&str>) -> Tally {
+pub fn run(groups: &[Group], ko: PathBuf, filter: Option<&str>, timing: bool) -> Tally {
     let mut tally = Tally::default();
     let selected = |g: &Group, t: &Test| filter.is_none_or(|f| full_name(g, t).contains(f));
     for (gi, g) in groups.iter().enumerate() {
@@ -123,7 +123,12 @@ pub fn run(groups: &[Group], ko: PathBuf, filter: Option<&str>) -> Tally {
         }
         for (ti, t) in tests.iter().enumerate() {
             let name = full_name(g, t);
-            match run_one(&env, t) {
+            let t0 = std::time::Instant::now();
+            let outcome = run_one(&env, t);
+            if timing {
+                eprintln!("# {:7.2} s  {name}", t0.elapsed().as_secs_f64());
+            }
+            match outcome {
                 Outcome::Done(Ok(())) => tally.ok(&name),
                 Outcome::Done(Err(why)) => tally.not_ok(&name, &why),
                 Outcome::Hung => {

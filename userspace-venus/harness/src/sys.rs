@@ -44,15 +44,15 @@ pub fn signals_handled() -> usize {
     SIGNALS_HANDLED.load(Ordering::SeqCst)
 }
 
-/// Installs a counting handler for SIGUSR1 and SIGUSR2, without SA_RESTART: a signal must
-/// end a blocking read or upcall with EINTR rather than restart it.
+/// Installs a counting handler for SIGUSR1 without SA_RESTART, so that it ends a blocking
+/// read or upcall with EINTR, and for SIGUSR2 with SA_RESTART, so that a read the driver
+/// lets restart does restart.
 pub fn install_signal_handlers() -> Result<(), Errno> {
-    let sa = SigAction::new(
-        SigHandler::Handler(count_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGUSR1, Signal::SIGUSR2] {
+    for (sig, flags) in [
+        (Signal::SIGUSR1, SaFlags::empty()),
+        (Signal::SIGUSR2, SaFlags::SA_RESTART),
+    ] {
+        let sa = SigAction::new(SigHandler::Handler(count_signal), flags, SigSet::empty());
         // SAFETY: the handler only increments an atomic, which is async-signal-safe.
         unsafe { nix::sys::signal::sigaction(sig, &sa) }?;
     }
@@ -254,10 +254,33 @@ pub fn wait_child(pid: Pid, within: Duration) -> Result<ChildEnd, String> {
     }
 }
 
-/// Kills and reaps a child that a failed test left behind.
-pub fn reap(pid: Pid) {
-    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pid, None);
+/// A forked child, killed and reaped if a test fails before it ended.
+pub struct Child(Option<Pid>);
+
+impl Child {
+    pub fn new(pid: Pid) -> Self {
+        Self(Some(pid))
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.0.unwrap_or(Pid::from_raw(0))
+    }
+
+    /// Waits for the child to end and reaps it.
+    pub fn ended(&mut self, within: Duration) -> Result<ChildEnd, String> {
+        let end = wait_child(self.pid(), within)?;
+        self.0 = None;
+        Ok(end)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
 }
 
 /// Child exit codes above every errno: a setup step failed before the open.
@@ -355,6 +378,25 @@ pub fn fork_ctl_call(ctl: BorrowedFd<'_>, c: &CtlCall) -> Result<Pid, Errno> {
         }
     };
     // SAFETY: the child makes one ioctl system call.
+    unsafe { fork_run(child) }
+}
+
+/// Forks a Venus that opens `path` and reads messages, never answering, until it is killed.
+pub fn fork_silent_venus(path: &CStr) -> Result<Pid, Errno> {
+    let child = || {
+        let Ok(fd) = nix::fcntl::open(path, OFlag::O_RDWR, Mode::empty()) else {
+            return SETUP_FAILED + 1;
+        };
+        let mut buf = [0u8; coda_msg::VC_MAXMSGSIZE];
+        loop {
+            if let Err(e) = nix::unistd::read(&fd, &mut buf) {
+                if e != Errno::EINTR {
+                    return e as i32;
+                }
+            }
+        }
+    };
+    // SAFETY: the child makes open and read system calls only, into a buffer on its stack.
     unsafe { fork_run(child) }
 }
 

@@ -365,3 +365,51 @@ pub fn max_size(_env: &Env) -> TestResult {
     ensure!(r.bytes() == reply.as_slice(), "the reply bytes changed");
     Ok(())
 }
+
+pub fn venus_process_dies(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let s0 = ctl.stats(0).ctx("statistics")?;
+    let mut venus = sys::Child::new(sys::fork_silent_venus(c"/dev/cfs0").ctx("fork")?);
+    wait_until("the Venus process opens /dev/cfs0", EXPECT, || {
+        Ok(ctl.stats(0).ctx("statistics")?.opens > s0.opens)
+    })?;
+    let mut callers = Vec::new();
+    for t in 0..3u64 {
+        callers.push(start_call(
+            &ctl,
+            0,
+            &format!("caller {t}"),
+            msg::request_token(CODA_GETATTR, t),
+            CAP,
+        )?);
+    }
+    wait_until("the Venus process reads the three requests", EXPECT, || {
+        Ok(ctl.stats(0).ctx("statistics")?.processing == 3)
+    })?;
+    nix::sys::signal::kill(venus.pid(), nix::sys::signal::Signal::SIGKILL).ctx("kill Venus")?;
+    ensure_eq!(
+        venus.ended(EXPECT)?,
+        sys::ChildEnd::Signaled(nix::sys::signal::Signal::SIGKILL),
+        "how Venus ended"
+    );
+    let t0 = Instant::now();
+    for (t, w) in callers.into_iter().enumerate() {
+        let left = PROMPT.saturating_sub(t0.elapsed());
+        expect_errno(
+            w.join_within(left)?,
+            Errno::ENODEV,
+            &format!("caller {t} after Venus died"),
+        )?;
+    }
+    let s1 = ctl.stats(0).ctx("statistics")?;
+    ensure_eq!(
+        sum(&s1, |o| o.aborted) - sum(&s0, |o| o.aborted),
+        3,
+        "calls counted aborted"
+    );
+    check_idle(&s1)?;
+    check_balance(&s1)?;
+    // The dead Venus's file is gone: a new Venus opens at once.
+    let v = Venus::open(0).ctx("a new Venus after the old one died")?;
+    v.expect_empty("the new Venus's first read")
+}

@@ -222,6 +222,10 @@ fn default_tests() -> Vec<Test> {
             read::bad_buffer,
         ),
         test("a signal ends a blocking read with EINTR", read::read_eintr),
+        test(
+            "under SA_RESTART a signalled read restarts",
+            read::read_restarts,
+        ),
         // Writing.
         test(
             "a write shorter than 12 bytes fails EINVAL",
@@ -252,6 +256,10 @@ fn default_tests() -> Vec<Test> {
             write::bad_reply_buffer,
         ),
         test("an unknown opcode fails EINVAL", write::unknown_opcode),
+        test(
+            "replies in any order reach their own callers",
+            write::replies_any_order,
+        ),
         test(
             "each downcall is accepted at its exact size with the full count",
             write::downcall_exact_sizes,
@@ -328,6 +336,14 @@ fn default_tests() -> Vec<Test> {
             signals::reply_wins,
         ),
         test(
+            "a call is not restarted under SA_RESTART",
+            signals::restart_flag_ignored,
+        ),
+        test(
+            "signals racing reads and replies: exactly one outcome each",
+            signals::signal_races,
+        ),
+        test(
             "CLOSE, STORE, RELEASE and ACCESS_INTENT ignore SIGUSR1",
             signals::uninterruptible_ops,
         ),
@@ -347,6 +363,10 @@ fn default_tests() -> Vec<Test> {
         test(
             "calls fail ENODEV while no Venus has the device open",
             lifetime::no_venus,
+        ),
+        test(
+            "a Venus process killed with calls outstanding fails them ENODEV",
+            lifetime::venus_process_dies,
         ),
         test(
             "asynchronous upcalls return at once, are read, and take no reply",

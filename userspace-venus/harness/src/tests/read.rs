@@ -16,6 +16,7 @@ use super::CAP;
 use super::STAYS;
 use crate::caller::Ctl;
 use crate::check::expect_errno;
+use crate::check::wait_until;
 use crate::check::Context;
 use crate::check::TestResult;
 use crate::ensure;
@@ -291,5 +292,44 @@ pub fn read_eintr(_env: &Env) -> TestResult {
         u,
         "message after the interrupted read"
     );
+    Ok(())
+}
+
+pub fn read_restarts(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let fd = v.shared();
+    let reader = Worker::spawn("reader", move || venus::read_msg(fd.as_fd()))?;
+    reader.wait_sleeping_in(&[sys::SYS_READ])?;
+    let handled = sys::signals_handled();
+    // SIGUSR2's handler has SA_RESTART: the read must resume, not fail.
+    reader.kill(Signal::SIGUSR2)?;
+    wait_until("the reader handles SIGUSR2", EXPECT, || {
+        Ok(sys::signals_handled() > handled)
+    })?;
+    reader.still_blocked_after(STAYS)?;
+    reader.wait_sleeping_in(&[sys::SYS_READ])?;
+    let u = ctl
+        .call_async(0, &msg::request_token(CODA_STATFS, 1))
+        .ctx("async upcall")?;
+    let m = reader.join_within(EXPECT)?.ctx("the restarted read")?;
+    ensure_eq!(msg::in_hdr(&m)?.unique, u, "unique of the message read");
+    // The control device's read restarts the same way.
+    let l = Ctl::open()?;
+    let lc = l.clone();
+    let reader = Worker::spawn("ctl reader", move || lc.read_record())?;
+    reader.wait_sleeping_in(&[sys::SYS_READ])?;
+    let handled = sys::signals_handled();
+    reader.kill(Signal::SIGUSR2)?;
+    wait_until("the control reader handles SIGUSR2", EXPECT, || {
+        Ok(sys::signals_handled() > handled)
+    })?;
+    reader.still_blocked_after(STAYS)?;
+    let d = msg::reply(coda_msg::CODA_PURGEUSER, 0, 0, &7u32.to_le_bytes());
+    v.reply(&d)?;
+    let (_, b) = reader
+        .join_within(EXPECT)?
+        .ctx("the restarted control read")?;
+    ensure!(b == d, "the restarted control read got other bytes");
     Ok(())
 }

@@ -1,6 +1,12 @@
 //! Signals sent to callers blocked in an upcall.
 
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use coda_msg::CtlCall;
 use coda_msg::PsdevOpStats;
@@ -12,7 +18,6 @@ use coda_msg::CODA_STATFS;
 use coda_msg::CODA_STORE;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 use super::answer;
 use super::expect_answer;
@@ -33,9 +38,12 @@ use crate::stats::check_balance;
 use crate::stats::check_idle;
 use crate::stats::expect_op;
 use crate::sys;
+use crate::sys::Child;
 use crate::sys::ChildEnd;
+use crate::venus;
 use crate::venus::Venus;
 use crate::venus::EXPECT;
+use crate::worker::Worker;
 
 pub fn before_read(_env: &Env) -> TestResult {
     let ctl = Ctl::open()?;
@@ -175,29 +183,6 @@ pub fn uninterruptible_ops(_env: &Env) -> TestResult {
     Ok(())
 }
 
-/// Kills and reaps a forked caller when a test fails half way.
-pub(super) struct Child(Option<Pid>);
-
-impl Child {
-    fn pid(&self) -> Pid {
-        self.0.unwrap_or(Pid::from_raw(0))
-    }
-
-    fn ended(&mut self, within: Duration) -> Result<ChildEnd, String> {
-        let end = sys::wait_child(self.pid(), within)?;
-        self.0 = None;
-        Ok(end)
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            sys::reap(pid);
-        }
-    }
-}
-
 /// Forks a process that calls `opcode` on /dev/cfs<minor> and waits until it sleeps in the
 /// ioctl with the upcall queued. `buf` holds the request and room for the reply.
 pub(super) fn fork_caller(
@@ -222,7 +207,7 @@ pub(super) fn fork_caller(
         out_len: 0,
         unique: 0,
     };
-    let child = Child(Some(sys::fork_ctl_call(ctl.fd(), &c).ctx("fork")?));
+    let child = Child::new(sys::fork_ctl_call(ctl.fd(), &c).ctx("fork")?);
     wait_until("the child's upcall is queued", EXPECT, || {
         Ok(ctl.stats(minor).ctx("statistics")?.op[opcode as usize].calls > before)
     })?;
@@ -295,6 +280,158 @@ pub fn sigkill_after_read(_env: &Env) -> TestResult {
         ..Default::default()
     };
     expect_op(&s0, &s1, CODA_STORE, want, false)?;
+    check_idle(&s1)?;
+    check_balance(&s1)
+}
+
+pub fn restart_flag_ignored(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    // SIGUSR2's handler has SA_RESTART; an upcall is never restarted all the same.
+    let w = start_call(
+        &ctl,
+        0,
+        "before read",
+        msg::request_token(CODA_GETATTR, 1),
+        CAP,
+    )?;
+    w.kill(Signal::SIGUSR2)?;
+    expect_errno(
+        w.join_within(EXPECT)?,
+        Errno::EINTR,
+        "a call interrupted by SIGUSR2 before the read",
+    )?;
+    v.expect_empty("after the interrupted call")?;
+    let w = start_call(
+        &ctl,
+        0,
+        "after read",
+        msg::request_token(CODA_GETATTR, 2),
+        CAP,
+    )?;
+    let (h, _) = v.next_request()?;
+    w.kill(Signal::SIGUSR2)?;
+    expect_errno(
+        w.join_within(EXPECT)?,
+        Errno::EINTR,
+        "a call interrupted by SIGUSR2 after the read",
+    )?;
+    expect_signal(&v.next()?, h.unique)
+}
+
+/// What the Venus thread of [`signal_races`] saw.
+#[derive(Default)]
+struct RaceLog {
+    /// token -> (unique, result of the reply write)
+    replies: HashMap<u64, (u32, Result<usize, Errno>)>,
+    signals: Vec<u32>,
+    errors: Vec<String>,
+}
+
+/// Venus for [`signal_races`]: answers every request at once, notes CODA_SIGNALs, stops at
+/// a STATFS.
+fn racing_venus(fd: Arc<OwnedFd>, log: Arc<Mutex<RaceLog>>) {
+    let note = |f: &mut dyn FnMut(&mut RaceLog)| {
+        if let Ok(mut l) = log.lock() {
+            f(&mut l);
+        }
+    };
+    loop {
+        let m = match venus::read_msg(fd.as_fd()) {
+            Ok(m) => m,
+            Err(e) => return note(&mut |l| l.errors.push(format!("read: {e}"))),
+        };
+        let Ok(h) = msg::in_hdr(&m) else {
+            return note(&mut |l| l.errors.push("unparsable message".to_owned()));
+        };
+        match h.opcode {
+            CODA_STATFS => return,
+            coda_msg::CODA_SIGNAL => note(&mut |l| l.signals.push(h.unique)),
+            _ => {
+                let token = msg::token_of(&m).unwrap_or(u64::MAX);
+                let r = nix::unistd::write(
+                    fd.as_fd(),
+                    &msg::reply(h.opcode, h.unique, 0, &token.to_le_bytes()),
+                );
+                note(&mut |l| {
+                    l.replies.insert(token, (h.unique, r));
+                });
+            }
+        }
+    }
+}
+
+pub fn signal_races(_env: &Env) -> TestResult {
+    const ROUNDS: u64 = 200;
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let log = Arc::new(Mutex::new(RaceLog::default()));
+    let (fd, l) = (v.shared(), log.clone());
+    let venus = Worker::spawn("venus", move || racing_venus(fd, l))?;
+    // The signal lands before, during or after Venus's read and reply, by chance.
+    let mut seed = Instant::now().elapsed().subsec_nanos() as u64 | 1;
+    let mut outcomes = Vec::new();
+    for token in 0..ROUNDS {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let w = ctl.spawn_call("racer", 0, msg::request_token(CODA_GETATTR, token), CAP)?;
+        std::thread::sleep(Duration::from_micros(seed % 3000));
+        w.kill(Signal::SIGUSR1)?;
+        outcomes.push((token, w.join_within(EXPECT)?));
+    }
+    ctl.call_async(0, &msg::request_token(CODA_STATFS, 0))
+        .ctx("stop message")?;
+    venus.join_within(EXPECT)?;
+    let log = log.lock().map_err(|_| "the Venus thread panicked")?;
+    ensure!(log.errors.is_empty(), "Venus: {}", log.errors.join("; "));
+    let (mut replied, mut before, mut after) = (0u64, 0u64, 0u64);
+    for (token, r) in outcomes {
+        let seen = log.replies.get(&token);
+        match (r, seen) {
+            (Ok(r), Some((u, Ok(_)))) => {
+                ensure_eq!(r.unique, *u, "token {token}: unique");
+                expect_answer(Ok(r), token, &format!("token {token}"))?;
+                replied += 1;
+            }
+            (Ok(_), seen) => {
+                return Err(format!(
+                    "token {token}: the call succeeded, but Venus's reply was {seen:?}"
+                ))
+            }
+            (Err(Errno::EINTR), None) => before += 1,
+            (Err(Errno::EINTR), Some((u, w))) => {
+                ensure!(
+                    matches!(w, Err(Errno::ESRCH)),
+                    "token {token}: the caller got EINTR, but Venus's reply returned {w:?}"
+                );
+                ensure!(
+                    log.signals.contains(u),
+                    "token {token}: interrupted after the read, but no CODA_SIGNAL for {u}"
+                );
+                after += 1;
+            }
+            (Err(e), _) => return Err(format!("token {token}: the call failed with {e}")),
+        }
+    }
+    ensure_eq!(log.signals.len() as u64, after, "CODA_SIGNALs Venus read");
+    eprintln!(
+        "# signal races: {replied} replied, {before} interrupted before the read, {after} after"
+    );
+    let s1 = v.stats()?;
+    let d = crate::stats::op_delta(&s0, &s1, CODA_GETATTR);
+    ensure_eq!(
+        (d.calls, d.replies),
+        (ROUNDS, replied),
+        "GETATTR (calls, replies)"
+    );
+    ensure_eq!(
+        d.intr_before_read + d.intr_after_read,
+        before + after,
+        "GETATTR interruptions"
+    );
+    ensure_eq!(d.signals_sent, after, "GETATTR signals_sent");
     check_idle(&s1)?;
     check_balance(&s1)
 }

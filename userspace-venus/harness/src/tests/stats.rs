@@ -41,8 +41,8 @@ fn gauges(st: &PsdevStats) -> (u64, u64, u64) {
 
 pub fn per_opcode(_env: &Env) -> TestResult {
     let ctl = Ctl::open()?;
-    let v = Venus::open(1)?;
     let s0 = ctl.stats(1).ctx("statistics")?;
+    let v = Venus::open(1)?;
     let st = || ctl.stats(1).ctx("statistics");
     ensure_eq!(s0.version, coda_msg::CODA_PSDEV_STATS_VERSION, "version");
     ensure_eq!(s0.minor, 1, "minor");

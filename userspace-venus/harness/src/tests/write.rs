@@ -50,9 +50,12 @@ const DOWNCALLS: [(u32, &[usize]); 6] = [
     (CODA_FLUSH, &[OUT_HDR_SIZE, OUTPUT_ARGS_SIZE]),
 ];
 
-/// A downcall of `len` bytes (unique 0, as Venus sends them) with a recognisable body.
+/// A downcall of exactly `len` bytes (unique 0, as Venus sends them) with a recognisable
+/// body; below 12 bytes, a truncated header.
 fn downcall(opcode: u32, len: usize, seed: u8) -> Vec<u8> {
-    msg::reply_pattern(opcode, 0, len, seed)
+    let mut d = msg::reply_pattern(opcode, 0, len, seed);
+    d.truncate(len);
+    d
 }
 
 pub fn flush_first(_env: &Env) -> TestResult {
@@ -606,4 +609,28 @@ pub fn bad_writes_once(_env: &Env) -> TestResult {
     let (_, m) = v.next_request()?;
     answer(&v, &m)?;
     expect_answer(w.join_within(EXPECT)?, 2, "caller 2").map(drop)
+}
+
+pub fn replies_any_order(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let mut callers = Vec::new();
+    let mut requests = Vec::new();
+    for t in 1..=3u64 {
+        callers.push(start_call(
+            &ctl,
+            0,
+            &format!("caller {t}"),
+            msg::request_token(CODA_GETATTR, t),
+            CAP,
+        )?);
+        requests.push(v.next()?);
+    }
+    for i in [2usize, 0, 1] {
+        answer(&v, &requests[i])?;
+    }
+    for (t, w) in (1..=3u64).zip(callers) {
+        expect_answer(w.join_within(EXPECT)?, t, &format!("caller {t}"))?;
+    }
+    Ok(())
 }
