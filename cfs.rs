@@ -132,9 +132,10 @@ impl VenusFile {
     fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
         match cmd {
             coda_msg::CIOC_KERNEL_VERSION => {
-                // The ioctl is declared with a size_t; Linux writes only an int into it.
-                let v = u64::from(coda_msg::CODA_KERNEL_VERSION);
-                UserSlice::new(arg, core::mem::size_of::<u64>())
+                // Declared with a size_t, but Linux and NetBSD both store an int: so do we,
+                // which works for Venus's zeroed size_t and for a caller passing an int.
+                let v = coda_msg::CODA_KERNEL_VERSION;
+                UserSlice::new(arg, core::mem::size_of::<u32>())
                     .writer()
                     .write_slice(v.as_bytes())?;
                 Ok(0)

@@ -25,7 +25,8 @@ use crate::ctl::Ctl;
 use crate::stats::Record;
 use crate::stats::RunStat;
 use crate::venus::interrupt_with;
-use crate::venus::mount_coda;
+use crate::venus::now_ns;
+use crate::venus::unmount;
 use crate::venus::Event;
 use crate::venus::MiniVenus;
 
@@ -91,7 +92,6 @@ impl Parker {
 struct Bench {
     setup_system: System,
     venus: MiniVenus,
-    mnt: Option<PathBuf>,
     measured: Target,
     parker: Parker,
     ctl: Option<Arc<Ctl>>,
@@ -100,14 +100,12 @@ struct Bench {
 
 impl Bench {
     fn start(s: &Setup) -> io::Result<Self> {
-        let venus = MiniVenus::start(&s.device, 1)?;
         match s.system {
             System::Ours => {
                 let ctl = Arc::new(Ctl::open(&s.ctl)?);
                 Ok(Bench {
                     setup_system: s.system,
-                    venus,
-                    mnt: None,
+                    venus: MiniVenus::start(&s.device, 1, None)?,
                     measured: Target::Ctl {
                         ctl: ctl.clone(),
                         minor: s.minor,
@@ -121,38 +119,18 @@ impl Bench {
                     minor: s.minor,
                 })
             }
-            System::Coda => {
-                if let Err(e) = mount_coda(venus.dev(), &s.mnt) {
-                    venus.stop();
-                    return Err(io::Error::other(format!(
-                        "mount coda on {}: {e}",
-                        s.mnt.display()
-                    )));
-                }
-                Ok(Bench {
-                    setup_system: s.system,
-                    venus,
-                    mnt: Some(s.mnt.clone()),
-                    measured: Target::Statfs {
-                        path: s.mnt.clone(),
-                    },
-                    parker: Parker::Stat { mnt: s.mnt.clone() },
-                    ctl: None,
-                    minor: s.minor,
-                })
-            }
+            System::Coda => Ok(Bench {
+                setup_system: s.system,
+                venus: MiniVenus::start(&s.device, 1, Some(&s.mnt))?,
+                measured: Target::Statfs {
+                    path: s.mnt.clone(),
+                },
+                parker: Parker::Stat { mnt: s.mnt.clone() },
+                ctl: None,
+                minor: s.minor,
+            }),
         }
     }
-}
-
-/// Unmounts coda.ko's mount once Venus has closed the device (coda.ko wants that order)
-/// and its callers are gone.
-fn unmount(mnt: Option<PathBuf>) -> io::Result<()> {
-    if let Some(m) = mnt {
-        rustix::mount::unmount(&m, rustix::mount::UnmountFlags::empty())
-            .map_err(|e| io::Error::other(format!("umount {}: {e}", m.display())))?;
-    }
-    Ok(())
 }
 
 /// Kernel slab memory in bytes (/proc/meminfo's Slab, kB granularity).
@@ -180,7 +158,6 @@ pub fn outstanding(
     let Bench {
         setup_system,
         venus,
-        mnt,
         measured,
         parker,
         ctl,
@@ -252,12 +229,11 @@ pub fn outstanding(
         };
         let r = body();
         // Wakes every parked caller with ENODEV; the scope then joins them.
-        venus.stop();
-        r
+        let mnt = venus.mount();
+        r.and(venus.stop()).map(|()| mnt)
     });
-    let unmounted = unmount(mnt);
-    result?;
-    unmounted?;
+    let mnt = result?;
+    unmount(mnt)?;
     Ok(records)
 }
 
@@ -268,19 +244,18 @@ pub fn interrupted(s: &Setup, iters: usize, runs: usize, warmup: usize) -> io::R
     let Bench {
         setup_system,
         venus,
-        mnt,
         parker,
         ..
     } = Bench::start(s)?;
     let sys = setup_system.name();
     let (go_tx, go_rx) = mpsc::channel::<usize>();
-    let (done_tx, done_rx) = mpsc::channel::<(Instant, Errno)>();
+    let (done_tx, done_rx) = mpsc::channel::<(u64, Errno)>();
     let (tid_tx, tid_rx) = mpsc::channel();
     let caller = std::thread::spawn(move || {
         let _ = tid_tx.send(nix::sys::pthread::pthread_self());
         while let Ok(i) = go_rx.recv() {
             let e = parker.call(&format!("s{i}"));
-            if done_tx.send((Instant::now(), e)).is_err() {
+            if done_tx.send((now_ns(), e)).is_err() {
                 break;
             }
         }
@@ -299,7 +274,7 @@ pub fn interrupted(s: &Setup, iters: usize, runs: usize, warmup: usize) -> io::R
                 Event::Parked { unique, .. } => unique,
                 ev => return Err(io::Error::other(format!("unexpected {ev:?}"))),
             };
-            let t0 = Instant::now();
+            let t0 = now_ns();
             nix::sys::pthread::pthread_kill(tid, Signal::SIGINT)?;
             let (t1, e) = done_rx
                 .recv_timeout(wait)
@@ -308,19 +283,20 @@ pub fn interrupted(s: &Setup, iters: usize, runs: usize, warmup: usize) -> io::R
                 return Err(io::Error::other(format!("interrupted call returned {e:?}")));
             }
             let t2 = match venus.next_event(wait)? {
-                Event::Signal { unique: u, at } if u == unique => at,
+                Event::Signal { unique: u, at_ns } if u == unique => at_ns,
                 ev => return Err(io::Error::other(format!("want CODA_SIGNAL, got {ev:?}"))),
             };
             if i >= warmup {
-                e2e.push(t1.max(t2) - t0);
-                to_caller.push(t1 - t0);
+                e2e.push(Duration::from_nanos(t1.max(t2) - t0));
+                to_caller.push(Duration::from_nanos(t1 - t0));
             }
         }
         Ok((e2e, to_caller))
     };
     let r = body();
     drop(go_tx);
-    venus.stop();
+    let mnt = venus.mount();
+    venus.stop()?;
     let _ = caller.join();
     unmount(mnt)?;
     let (e2e, to_caller) = r?;
