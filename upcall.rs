@@ -73,6 +73,9 @@ enum Phase {
     Replied(KVec<u8>),
     /// The call ended with this error and no reply.
     Failed(Error),
+    /// The caller gave up while a reader was copying the request to Venus: whether Venus
+    /// got it is known only when the copy ends, and so is which counter the signal goes to.
+    GaveUpReading(GiveUp),
 }
 
 /// Why a caller gives up.
@@ -545,12 +548,15 @@ impl VenusComm {
         let st = &mut **g;
         let phase = core::mem::replace(up.phase.access_mut(st), Phase::Failed(EINTR));
         let ops = &mut st.stats.op[op_index(up.opcode)];
-        match why {
-            GiveUp::Timeout => ops.timeouts += 1,
-            GiveUp::Signal => match phase {
-                Phase::Read => ops.intr_after_read += 1,
-                _ => ops.intr_before_read += 1,
-            },
+        match (why, &phase) {
+            (GiveUp::Timeout, _) => ops.timeouts += 1,
+            (GiveUp::Signal, Phase::Read) => ops.intr_after_read += 1,
+            // Counted by `commit_read` or `unread`.
+            (GiveUp::Signal, Phase::Reading) => {}
+            (GiveUp::Signal, _) => ops.intr_before_read += 1,
+        }
+        if matches!(phase, Phase::Reading) {
+            *up.phase.access_mut(st) = Phase::GaveUpReading(why);
         }
         st.unlist(up);
         st.outstanding -= 1;
@@ -569,7 +575,7 @@ impl VenusComm {
             }
             // The reader copying it settles it in `commit_read`/`unread`.
             Phase::Reading => {}
-            Phase::Replied(_) | Phase::Failed(_) => {}
+            Phase::Replied(_) | Phase::Failed(_) | Phase::GaveUpReading(_) => {}
         }
         g.update_gauges();
     }
@@ -631,6 +637,9 @@ impl VenusComm {
             let _ = st.requests.push_front(t.upcall);
         } else {
             // The caller gave up during the copy: the message leaves the device.
+            if matches!(t.upcall.phase.access(st), Phase::GaveUpReading(GiveUp::Signal)) {
+                st.stats.op[op_index(t.upcall.opcode)].intr_before_read += 1;
+            }
             st.release_unit(self);
         }
         st.update_gauges();
@@ -663,6 +672,9 @@ impl VenusComm {
             } else {
                 // The caller gave up during the copy, after Venus got it: Venus must hear
                 // of it like any call interrupted after the read.
+                if matches!(up.phase.access(st), Phase::GaveUpReading(GiveUp::Signal)) {
+                    st.stats.op[op].intr_after_read += 1;
+                }
                 let _ = st.signals.push_back(up);
                 self.readers.notify_one();
             }

@@ -27,7 +27,6 @@ kdir=$(kbuild_dir "$variant")
 out=${out:-$REPO_ROOT/results/vm-$variant.$$}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/{console.log,dmesg.txt,kmemleak.txt,rc}
 
 kvm=(--disable-kvm)
 [ "${CODA_KVM:-0}" = 1 ] && kvm=()
@@ -36,13 +35,27 @@ append="panic_on_warn=1 loglevel=5"
 [ "$variant" = debug ] && append+=" kmemleak=on kunit.enable=1 kunit.autorun=1"
 
 cmd=$(printf '%q ' "$@")
+boot() {
+	rm -f "$out"/{console.log,dmesg.txt,kmemleak.txt,rc,started}
+	timeout --foreground "${VM_TIMEOUT:-3000}" vng "${kvm[@]}" -v -r "$kdir/arch/x86/boot/bzImage" \
+		--force-9p --cpus 2 --memory "$mem" --rwdir "$out" --cwd "$REPO_ROOT" --append "$append" \
+		--exec "bash $REPO_ROOT/tests/guest-wrap.sh $out $cmd" </dev/null 2>&1 |
+		if [ "${VERBOSE:-0}" = 1 ]; then tee "$out/console.log"; else
+			tee "$out/console.log" | grep --line-buffered -v -E '^\[ *[0-9]+\.[0-9]+\]'; fi
+	return "${PIPESTATUS[0]}"
+}
 set +e
-timeout --foreground "${VM_TIMEOUT:-3000}" vng "${kvm[@]}" -v -r "$kdir/arch/x86/boot/bzImage" \
-	--force-9p --cpus 2 --memory "$mem" --rwdir "$out" --cwd "$REPO_ROOT" --append "$append" \
-	--exec "bash $REPO_ROOT/tests/guest-wrap.sh $out $cmd" </dev/null 2>&1 |
-	if [ "${VERBOSE:-0}" = 1 ]; then tee "$out/console.log"; else
-		tee "$out/console.log" | grep --line-buffered -v -E '^\[ *[0-9]+\.[0-9]+\]'; fi
-vng_rc=${PIPESTATUS[0]}
+boot
+vng_rc=$?
+# Under a loaded host, QEMU's emulation has crashed the debug kernel in early boot (in
+# identify_cpu, before init): that says nothing about our code, so boot once more. A
+# failure after the guest started our command is never retried.
+if [ "$vng_rc" != 0 ] && [ ! -f "$out/started" ]; then
+	mv "$out/console.log" "$out/console-failed-boot.log" 2>/dev/null
+	echo "vm-run: the kernel died before running the command; booting again" >&2
+	boot
+	vng_rc=$?
+fi
 set -e
 
 rc=$(cat "$out/rc" 2>/dev/null || echo "$vng_rc")

@@ -3,6 +3,8 @@
 # kmemleak's report and the kernel log in OUT for the host's splat scan.
 out=$1
 shift
+# Tells the host the kernel booted far enough to run us (see the retry in vm-run.sh).
+: >"$out/started"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 kml=/sys/kernel/debug/kmemleak
 # Objects allocated before the test are not ours to judge.

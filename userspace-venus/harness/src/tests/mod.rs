@@ -121,6 +121,10 @@ pub fn groups() -> Vec<Group> {
                     timeout::reply_in_time,
                 ),
                 test("CODA_CLOSE times out too", timeout::close_times_out),
+                test(
+                    "a reply racing the timeout: the reply or ETIMEDOUT, never both",
+                    timeout::reply_races_timeout,
+                ),
                 test("the module unloads cleanly", foundation::unloads_cleanly),
             ],
         },

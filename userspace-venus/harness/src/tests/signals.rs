@@ -6,7 +6,6 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
 
 use coda_msg::CtlCall;
 use coda_msg::PsdevOpStats;
@@ -369,17 +368,37 @@ pub fn signal_races(_env: &Env) -> TestResult {
     let log = Arc::new(Mutex::new(RaceLog::default()));
     let (fd, l) = (v.shared(), log.clone());
     let venus = Worker::spawn("venus", move || racing_venus(fd, l))?;
-    // The signal lands before, during or after Venus's read and reply, by chance.
-    let mut seed = Instant::now().elapsed().subsec_nanos() as u64 | 1;
+    // The signal lands before, during or after Venus's read and reply. The delay before it
+    // walks towards the point where calls start to get their reply first, so that most
+    // rounds hit the window where the outcomes race; jitter spreads them around it.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64 | 1);
+    let mut delay_us = 1000.0f64;
     let mut outcomes = Vec::new();
     for token in 0..ROUNDS {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
+        let jitter = 0.5 + (seed % 1000) as f64 / 1000.0;
         let w = ctl.spawn_call("racer", 0, msg::request_token(CODA_GETATTR, token), CAP)?;
-        std::thread::sleep(Duration::from_micros(seed % 3000));
+        let delay = Duration::from_secs_f64(delay_us * jitter / 1e6);
+        // Below the timer's slack, spin: a sleep would always land after the reply.
+        if delay < Duration::from_micros(100) {
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::sleep(delay);
+        }
         w.kill(Signal::SIGUSR1)?;
-        outcomes.push((token, w.join_within(EXPECT)?));
+        let r = w.join_within(EXPECT)?;
+        delay_us = match &r {
+            Ok(_) => (delay_us * 0.8).max(1.0),
+            Err(_) => (delay_us * 1.25).min(20_000.0),
+        };
+        outcomes.push((token, r));
     }
     ctl.call_async(0, &msg::request_token(CODA_STATFS, 0))
         .ctx("stop message")?;

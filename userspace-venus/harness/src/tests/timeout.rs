@@ -144,3 +144,45 @@ pub fn close_times_out(_env: &Env) -> TestResult {
     )?;
     check_balance(&s1)
 }
+
+pub fn reply_races_timeout(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let (mut replied, mut timed_out) = (0, 0);
+    // Replies written from 60 ms before to 60 ms after the timeout runs out.
+    for (round, offset_ms) in [-60i64, -30, -10, 0, 10, 30, 60].into_iter().enumerate() {
+        let token = round as u64;
+        let w = ctl.spawn_call("caller", 0, msg::request_token(CODA_GETATTR, token), CAP)?;
+        let (h, _) = v.next_request()?;
+        // The timeout started when the call was queued, a little before Venus read it.
+        let at = TIMEOUT.as_millis() as i64 + offset_ms;
+        std::thread::sleep(Duration::from_millis(at.max(0) as u64));
+        let write = v.write(&msg::reply(h.opcode, h.unique, 0, &token.to_le_bytes()));
+        let r = w.join_within(TIMEOUT + SLACK)?;
+        match (write, r) {
+            (Ok(_), r) => {
+                expect_answer(
+                    r,
+                    token,
+                    &format!("a call answered {offset_ms} ms from the timeout"),
+                )?;
+                replied += 1;
+            }
+            (Err(Errno::ESRCH), Err(Errno::ETIMEDOUT)) => {
+                expect_signal(&v.next()?, h.unique)?;
+                timed_out += 1;
+            }
+            (w, r) => {
+                return Err(format!(
+                    "reply {offset_ms} ms from the timeout: the write gave {w:?} and the call {:?}",
+                    r.map(|r| r.out_len)
+                ))
+            }
+        }
+    }
+    v.expect_empty("after the races")?;
+    eprintln!("# reply vs timeout: {replied} replied, {timed_out} timed out");
+    let st = v.stats()?;
+    check_idle(&st)?;
+    check_balance(&st)
+}
