@@ -3,6 +3,7 @@
 #   make KDIR=<kernel build dir>            build the module
 #   make KDIR=... rust-analyzer             write rust-project.json
 #   make KDIR=... CLIPPY=1                  build with clippy
+#   make coda-fs                            the kernel's Coda file system on this driver
 #   make rustfmtcheck / rustfmt / clean
 # KDIR defaults to the cached debug build made by scripts/setup.sh.
 KDIR ?= $(shell bash -c '. scripts/env.sh && kbuild_dir $${VARIANT:-debug}')
@@ -19,10 +20,14 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) RUSTDOC=$(RUS
 	CLIPPY_DRIVER=$(CLIPPY_DRIVER)
 RUST_SOURCES = $(wildcard *.rs)
 
-.PHONY: all modules rust-analyzer rustfmt rustfmtcheck clean setup test run bench
+.PHONY: all modules rust-analyzer rustfmt rustfmtcheck clean setup test run bench coda-fs
 
 all modules:
 	$(KMAKE) modules
+
+# The kernel's own Coda file system, built against this driver: results/coda-fs/coda_rs_fs.ko
+coda-fs: modules
+	scripts/coda-fs.sh $(KDIR) $(CURDIR)/results/coda-fs
 
 rust-analyzer:
 	$(KMAKE) rust-analyzer
