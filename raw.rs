@@ -10,9 +10,9 @@
 use core::ffi::c_int;
 use core::ffi::c_void;
 use core::marker::PhantomData;
-use core::ptr::NonNull;
 use core::mem::offset_of;
 use core::pin::Pin;
+use core::ptr::NonNull;
 
 use kernel::bindings;
 use kernel::error::to_result;
@@ -21,8 +21,8 @@ use kernel::fs::LocalFile;
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
 use kernel::str::CString;
-use kernel::sync::poll::PollTable;
 use kernel::sync::aref::ARef;
+use kernel::sync::poll::PollTable;
 use kernel::types::ForeignOwnable;
 use kernel::types::Opaque;
 use kernel::uaccess::UserPtr;
