@@ -63,7 +63,7 @@ if [ -n "$line" ]; then
 else
 	count "harness reported its results" 1
 fi
-for log in peer coda-fs; do
+for log in peer replay coda-fs; do
 	if [ -s "$res/vm/$log.log" ]; then
 		passed=$((passed + $(grep -cE '^ok - ' "$res/vm/$log.log")))
 		failed=$((failed + $(grep -E '^not ok - ' "$res/vm/$log.log" | grep -cv '# TODO')))

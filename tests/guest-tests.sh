@@ -19,9 +19,14 @@ echo "== harness"
 if [ -x "$repo/tests/peer-coda.sh" ] && [ -x "$bin/venus" ]; then
 	echo "== peer test against the C coda.ko"
 	insmod "$kdir/fs/coda/coda.ko" || rc=1
-	bash "$repo/tests/peer-coda.sh" "$bin/venus" 2>&1 | tee "$out/peer.log"
+	PEER_OUT=$out/peer bash "$repo/tests/peer-coda.sh" "$bin/venus" 2>&1 | tee "$out/peer.log"
 	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 	rmmod coda || rc=1
+	if [ -x "$repo/tests/replay.sh" ]; then
+		echo "== replay of the C client's upcalls through our control device"
+		bash "$repo/tests/replay.sh" "$repo" "$out/replay" "$out/peer" 2>&1 | tee "$out/replay.log"
+		[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+	fi
 fi
 if [ -f "$out/coda_rs_fs.ko" ]; then
 	echo "== the kernel's Coda file system on our driver (coda_rs_fs.ko)"
