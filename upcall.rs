@@ -637,7 +637,10 @@ impl VenusComm {
             let _ = st.requests.push_front(t.upcall);
         } else {
             // The caller gave up during the copy: the message leaves the device.
-            if matches!(t.upcall.phase.access(st), Phase::GaveUpReading(GiveUp::Signal)) {
+            if matches!(
+                t.upcall.phase.access(st),
+                Phase::GaveUpReading(GiveUp::Signal)
+            ) {
                 st.stats.op[op_index(t.upcall.opcode)].intr_before_read += 1;
             }
             st.release_unit(self);
