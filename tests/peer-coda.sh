@@ -8,7 +8,9 @@
 # Environment:
 #   CODA_KO    coda.ko to insmod when no Coda device exists yet (default: none; the caller
 #              loads it)
-#   PEER_OUT   directory for venus.log and the upcall recording (default: a new temp dir)
+#   PEER_OUT   directory for venus.log and the recordings (default: a new temp dir):
+#              upcalls.rec, replies.rec (replies and downcalls), containers.rec (the data
+#              written through containers), which tests/replay.sh replays
 #   VENUS_ARGS extra arguments for venus (e.g. "-vv")
 # coda.ko's device must not be opened again after the unmount (see docs/TOOLCHAIN.md):
 # the caller reloads the module before another mount.
@@ -16,6 +18,7 @@ set -u
 export LC_ALL=C
 
 venus=${1:?usage: $0 VENUS_BINARY}
+. "$(dirname "$0")/peer-seed.sh"
 out=${PEER_OUT:-$(mktemp -d /tmp/peer-coda.XXXXXX)}
 mkdir -p "$out"
 # Containers, the FIFO and the mount point live on a tmpfs of our own: the guest's /tmp
@@ -25,8 +28,10 @@ mount -t tmpfs -o size=256m peer-coda "$work" || { echo "Bail out! tmpfs"; exit 
 mnt=$work/mnt seed=$work/seed cache=$work/cache fifo=$work/control
 mkdir "$mnt" "$seed" "$cache"
 rec=$out/upcalls.rec
+replies=$out/replies.rec
+containers=$out/containers.rec
 log=$out/venus.log
-rm -f "$rec"
+rm -f "$rec" "$replies" "$containers"
 
 fails=0
 checks=0
@@ -85,12 +90,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The seed tree.
-printf 'hello world\n' >"$seed/hello.txt"
-chmod 644 "$seed/hello.txt"
-mkdir "$seed/sub"
-printf 'nested\n' >"$seed/sub/nested.txt"
-ln -s hello.txt "$seed/link"
+peer_seed "$seed"
 
 if [ ! -e /dev/cfs0 ]; then
 	[ -n "${CODA_KO:-}" ] || { echo "Bail out! no /dev/cfs0 and no CODA_KO"; exit 1; }
@@ -98,7 +98,8 @@ if [ ! -e /dev/cfs0 ]; then
 fi
 
 # shellcheck disable=SC2086 # VENUS_ARGS is a list of words
-"$venus" ${VENUS_ARGS:-} -t 2 --cache-dir "$cache" --record "$rec" --control "$fifo" \
+"$venus" ${VENUS_ARGS:-} "${PEER_VENUS_OPTS[@]}" --cache-dir "$cache" --record "$rec" \
+	--record-replies "$replies" --record-containers "$containers" --control "$fifo" \
 	--mount "$mnt" "$seed" 2>"$log" &
 venus_pid=$!
 
@@ -230,6 +231,8 @@ check "umount" umount "$mnt"
 # The recording: length-prefixed upcalls, the first one CODA_ROOT.
 check "recording is not empty" test -s "$rec"
 expect "first recorded upcall is CODA_ROOT" "2" sh -c "od -A n -t u4 -j 4 -N 4 '$rec' | tr -d ' '"
+expect "first recorded reply is CODA_ROOT's" "2" sh -c "od -A n -t u4 -j 4 -N 4 '$replies' | tr -d ' '"
+check "container data recorded" test -s "$containers"
 
 echo "# $((checks - fails - todos)) of $checks checks passed, $todos TODO; venus log and recording in $out"
 [ "$fails" = 0 ]

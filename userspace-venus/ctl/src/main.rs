@@ -1,5 +1,9 @@
 //! coda-ctl: makes upcalls through /dev/coda_ctl as a file system would, prints a device's
-//! statistics, and shows the downcalls Venus writes.
+//! statistics, shows the downcalls Venus writes, and replays a recorded stream of upcalls.
+
+mod compare;
+mod records;
+mod replay;
 
 use std::fs::File;
 use std::fs::OpenOptions;
@@ -25,7 +29,7 @@ nix::ioctl_readwrite_bad!(ctl_call, coda_msg::CODA_CTL_IOC_CALL, CtlCall);
 nix::ioctl_readwrite_bad!(ctl_stats, coda_msg::CODA_CTL_IOC_STATS, PsdevStats);
 
 #[derive(Parser)]
-#[command(about = "Make upcalls through /dev/coda_ctl and read a device's statistics")]
+#[command(about = "Make upcalls through /dev/coda_ctl, read a device's statistics, replay upcalls")]
 struct Cli {
     #[arg(long, default_value = "/dev/coda_ctl")]
     ctl: String,
@@ -64,6 +68,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// Make a recorded stream of upcalls (`venus --record`) again, in the order the client
+    /// queued them: synchronously with room for VC_MAXMSGSIZE, the access-intent finalisers
+    /// asynchronously. Prints TAP lines; fails when the control device refused or failed an
+    /// upcall, or a downcall could not be made again.
+    Replay(replay::Args),
+    /// Compare a replay with the run it replays (see `replay`); prints TAP lines. Needs no
+    /// device.
+    Compare(compare::Args),
 }
 
 fn call_once(ctl: &File, minor: u32, msg: &[u8], out: &mut [u8]) -> nix::Result<CtlCall> {
@@ -88,11 +100,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn run() -> Result<(), String> {
     let cli = Cli::parse();
-    let ctl = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&cli.ctl)
-        .map_err(|e| format!("open {}: {e}", cli.ctl))?;
+    let open_ctl = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&cli.ctl)
+            .map_err(|e| format!("open {}: {e}", cli.ctl))
+    };
     match cli.cmd {
         Cmd::Call {
             minor,
@@ -102,7 +116,7 @@ fn run() -> Result<(), String> {
             size,
             out_cap,
         } => {
-            let ctl = Arc::new(ctl);
+            let ctl = Arc::new(open_ctl()?);
             let start = Instant::now();
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
@@ -154,6 +168,7 @@ fn run() -> Result<(), String> {
             }
         }
         Cmd::Stats { minor } => {
+            let ctl = open_ctl()?;
             let mut st = PsdevStats::new_zeroed();
             st.minor = minor;
             // SAFETY: `st` is a whole `coda_psdev_stats` the driver fills.
@@ -182,7 +197,7 @@ fn run() -> Result<(), String> {
             );
         }
         Cmd::Downcalls { count } => {
-            let mut ctl = ctl;
+            let mut ctl = open_ctl()?;
             let mut buf = vec![0u8; coda_msg::VC_MAXMSGSIZE];
             for _ in 0..count {
                 let n = ctl.read(&mut buf).map_err(|e| format!("read: {e}"))?;
@@ -195,6 +210,16 @@ fn run() -> Result<(), String> {
                     coda_msg::opcode_name(oh.opcode),
                     hdr.len
                 );
+            }
+        }
+        Cmd::Replay(args) => {
+            if !replay::run(open_ctl()?, &args)? {
+                return Err("the replay failed".to_string());
+            }
+        }
+        Cmd::Compare(args) => {
+            if !compare::run(&args)? {
+                return Err("the replay differs from the recorded run".to_string());
             }
         }
     }

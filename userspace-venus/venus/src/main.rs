@@ -15,6 +15,7 @@ use rustix::fs::Mode;
 use rustix::fs::OFlags;
 use serve::fatal;
 use serve::Config;
+use serve::Recording;
 use serve::Venus;
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
@@ -37,7 +38,8 @@ enum MountApi {
 ///
 /// Signals: SIGTERM/SIGINT shut down cleanly (exit 0); SIGUSR1 sends CODA_ZAPDIR for the
 /// root.  The control FIFO takes lines: flush | zapdir PATH | zapfile PATH | purgefid PATH |
-/// replace PATH | purgeuser UID | quit  (PATH relative to the served root).
+/// replace PATH | purgeuser UID | quit  (PATH relative to the served root, or #N for the
+/// object with inode number N, the second word of its fid).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -76,6 +78,23 @@ struct Args {
     /// Append every upcall read to FILE: a u32 little-endian length, then the raw bytes.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+
+    /// Append every reply and downcall the device took to FILE, in the order written, in
+    /// the format of --record.
+    #[arg(long, value_name = "FILE")]
+    record_replies: Option<PathBuf>,
+
+    /// Append the contents of each file container copied back into the tree (at CODA_CLOSE
+    /// after writing, CODA_FSYNC) to FILE: a u32 little-endian length, then the inode number
+    /// (u32 little-endian) and the data.
+    #[arg(long, value_name = "FILE")]
+    record_containers: Option<PathBuf>,
+
+    /// Before each copy-back, fill the container with the next contents from FILE (made by
+    /// --record-containers): when recorded upcalls are replayed, the data the recorded
+    /// client wrote into containers, which no upcall carries, comes back too.
+    #[arg(long, value_name = "FILE")]
+    replay_containers: Option<PathBuf>,
 
     /// Send a downcall after every N replies, cycling ZAPFILE, ZAPDIR, PURGEUSER, PURGEFID,
     /// REPLACE.
@@ -230,12 +249,17 @@ fn control_command(venus: &Venus, line: &str) -> Result<(), String> {
     let cmd = words.next().unwrap_or("");
     let arg = words.next().unwrap_or("/");
     let lookup = |p: &str| {
-        venus
-            .tree
-            .lock()
-            .map_err(|_| "lock poisoned".to_string())?
-            .resolve(p)
-            .map_err(|e| format!("{p}: {e}"))
+        let t = venus.tree.lock().map_err(|_| "lock poisoned".to_string())?;
+        match p.strip_prefix('#') {
+            // By inode number: how a replay names the object a recorded downcall named,
+            // whatever its path.
+            Some(n) => {
+                let ino = n.parse().map_err(|e| format!("{p}: {e}"))?;
+                t.node(ino).map_err(|e| format!("{p}: {e}"))?;
+                Ok(ino)
+            }
+            None => t.resolve(p).map_err(|e| format!("{p}: {e}")),
+        }
     };
     match cmd {
         "" => Ok(()),
@@ -293,17 +317,33 @@ fn main() {
     std::fs::create_dir_all(&cache)
         .unwrap_or_else(|e| fatal(format!("creating {}: {e}", cache.display())));
 
-    let record = args.record.as_ref().map(|p| {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(p)
-            .unwrap_or_else(|e| fatal(format!("opening {}: {e}", p.display())))
+    let append = |p: &Option<PathBuf>| {
+        p.as_ref().map(|p| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .unwrap_or_else(|e| fatal(format!("opening {}: {e}", p.display())))
+        })
+    };
+    let rec = Recording {
+        upcalls: append(&args.record),
+        writes: append(&args.record_replies),
+        containers: append(&args.record_containers),
+    };
+    let replay = args.replay_containers.as_ref().map(|p| {
+        serve::read_container_records(p)
+            .unwrap_or_else(|e| fatal(format!("reading {}: {e}", p.display())))
     });
 
     // Block the signals before any thread starts so that only the signal thread takes them.
     let mut sigs = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGHUP,
+    ] {
         sigs.add(s);
     }
     sigs.thread_block()
@@ -318,7 +358,7 @@ fn main() {
         delay: args.delay_ms.map(Duration::from_millis),
     };
     let venus = Arc::new(
-        Venus::new(dev, tree, cache.clone(), cfg, record)
+        Venus::new(dev, tree, cache.clone(), cfg, rec, replay)
             .unwrap_or_else(|e| fatal(format!("setup: {e}"))),
     );
 

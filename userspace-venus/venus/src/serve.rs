@@ -10,6 +10,7 @@ use coda_msg::*;
 use rustix::fs::Mode;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::io::Seek;
@@ -37,13 +38,76 @@ pub struct Config {
     pub delay: Option<std::time::Duration>,
 }
 
+/// Record files: each record is a u32 little-endian length, then that many bytes.
+#[derive(Default)]
+pub struct Recording {
+    /// Every upcall read.
+    pub upcalls: Option<File>,
+    /// Every reply and downcall the device took, in the order written.
+    pub writes: Option<File>,
+    /// Each file container copied back into the tree: the inode number (u32 little-endian),
+    /// then the data.
+    pub containers: Option<File>,
+}
+
+/// Container contents to replay, oldest first: (inode, data).
+pub type ContainerQueue = VecDeque<(Ino, Vec<u8>)>;
+
+/// Appends one record (the concatenation of `parts`) to a record file.
+fn append_record(file: &Option<Mutex<File>>, parts: &[&[u8]]) {
+    let Some(file) = file else {
+        return;
+    };
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut entry = Vec::with_capacity(4 + len);
+    entry.extend_from_slice(&(len as u32).to_le_bytes());
+    for p in parts {
+        entry.extend_from_slice(p);
+    }
+    // One write_all under the lock: records from several threads never interleave.
+    let mut f = file
+        .lock()
+        .unwrap_or_else(|_| fatal("record lock poisoned"));
+    if let Err(e) = f.write_all(&entry) {
+        fatal(format!("writing a record file: {e}"));
+    }
+}
+
+/// Reads a file of records made by `--record-containers`: (inode, data) in order.
+pub fn read_container_records(path: &std::path::Path) -> std::io::Result<ContainerQueue> {
+    let bytes = std::fs::read(path)?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut out = VecDeque::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| bad("truncated length"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len || len < 4 {
+            return Err(bad("truncated record"));
+        }
+        let (rec, tail) = tail.split_at(len);
+        let (ino, data) = rec.split_at(4);
+        let ino = u32::from_le_bytes(ino.try_into().map_err(|_| bad("short record"))?);
+        out.push_back((ino, data.to_vec()));
+        rest = tail;
+    }
+    Ok(out)
+}
+
 pub struct Venus {
     pub dev: OwnedFd,
     pub tree: Mutex<Tree>,
     /// This run's container directory.
     pub cache: PathBuf,
     pub cfg: Config,
-    pub record: Option<Mutex<File>>,
+    record_upcalls: Option<Mutex<File>>,
+    record_writes: Option<Mutex<File>>,
+    record_containers: Option<Mutex<File>>,
+    /// Contents to put into containers before they are copied back, oldest first: the data
+    /// a kernel client wrote through them in a recorded run, which no upcall carries.
+    replay_containers: Option<Mutex<ContainerQueue>>,
     /// Set once shutdown starts; `wake` is then readable for every poller.
     pub stop: AtomicBool,
     wake_r: OwnedFd,
@@ -95,7 +159,8 @@ impl Venus {
         tree: Tree,
         cache: PathBuf,
         cfg: Config,
-        record: Option<File>,
+        rec: Recording,
+        replay_containers: Option<ContainerQueue>,
     ) -> std::io::Result<Self> {
         let (wake_r, wake_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         Ok(Venus {
@@ -103,7 +168,10 @@ impl Venus {
             tree: Mutex::new(tree),
             cache,
             cfg,
-            record: record.map(Mutex::new),
+            record_upcalls: rec.upcalls.map(Mutex::new),
+            record_writes: rec.writes.map(Mutex::new),
+            record_containers: rec.containers.map(Mutex::new),
+            replay_containers: replay_containers.map(Mutex::new),
             stop: AtomicBool::new(false),
             wake_r,
             wake_w,
@@ -114,8 +182,10 @@ impl Venus {
     }
 
     fn tree(&self) -> MutexGuard<'_, Tree> {
-        // A panicking thread ends the process (panic = abort is not set, so be explicit).
-        self.tree.lock().unwrap_or_else(|_| fatal("tree lock poisoned"))
+        // A thread that panicked holding the lock left the tree half changed: stop.
+        self.tree
+            .lock()
+            .unwrap_or_else(|_| fatal("tree lock poisoned"))
     }
 
     /// Starts shutdown: every reader returns from its poll.
@@ -161,20 +231,8 @@ impl Venus {
         }
     }
 
-    fn record(&self, msg: &[u8]) {
-        if let Some(rec) = &self.record {
-            let mut entry = Vec::with_capacity(4 + msg.len());
-            entry.extend_from_slice(&(msg.len() as u32).to_le_bytes());
-            entry.extend_from_slice(msg);
-            let mut f = rec.lock().unwrap_or_else(|_| fatal("record lock poisoned"));
-            if let Err(e) = f.write_all(&entry) {
-                fatal(format!("writing the record file: {e}"));
-            }
-        }
-    }
-
     fn serve_one(&self, id: usize, msg: &[u8], out: &mut [u8]) {
-        self.record(msg);
+        append_record(&self.record_upcalls, &[msg]);
         let ih = match in_hdr(msg) {
             Ok(ih) => ih,
             Err(e) => {
@@ -245,7 +303,10 @@ impl Venus {
     fn write_reply(&self, reply: &[u8]) -> bool {
         loop {
             match rustix::io::write(&self.dev, reply) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    append_record(&self.record_writes, &[reply]);
+                    return true;
+                }
                 Err(Errno::INTR) => continue,
                 // The caller gave up (signal or timeout) before our reply.
                 Err(Errno::SRCH) => {
@@ -535,9 +596,7 @@ impl Venus {
                 }
                 match m.r#type {
                     // Sent asynchronously: the kernel waits for no reply.
-                    CODA_ACCESS_TYPE_READ_FINISH | CODA_ACCESS_TYPE_WRITE_FINISH => {
-                        Ok(Reply::None)
-                    }
+                    CODA_ACCESS_TYPE_READ_FINISH | CODA_ACCESS_TYPE_WRITE_FINISH => Ok(Reply::None),
                     _ if self.cfg.access_intent => put(out, &oh),
                     _ => Err(Errno::OPNOTSUPP),
                 }
@@ -642,13 +701,37 @@ impl Venus {
         }
     }
 
+    /// Puts the next replayed contents into the container of `ino`, as the recorded run's
+    /// kernel client had written them by now.
+    fn refill(&self, ino: Ino, path: &std::path::Path) -> Result<(), Errno> {
+        let Some(q) = &self.replay_containers else {
+            return Ok(());
+        };
+        let mut q = q.lock().unwrap_or_else(|_| fatal("replay lock poisoned"));
+        match q.front() {
+            Some((want, data)) if *want == ino => {
+                std::fs::write(path, data).map_err(io_errno)?;
+                q.pop_front();
+            }
+            // The replay went its own way: leave the container alone, say so, and let the
+            // comparison of the answers show where.
+            Some((want, _)) => {
+                eprintln!("venus: container replay: next contents are for {want}, not {ino}")
+            }
+            None => eprintln!("venus: container replay: no contents left for {ino}"),
+        }
+        Ok(())
+    }
+
     /// Copies a file's container back into the tree.
     fn write_back(&self, t: &mut Tree, ino: Ino) -> Result<(), Errno> {
         let path = self.container(ino);
+        self.refill(ino, &path)?;
         let mut data = Vec::new();
         let mut f = File::open(&path).map_err(io_errno)?;
         f.read_to_end(&mut data).map_err(io_errno)?;
         let md = f.metadata().map_err(io_errno)?;
+        append_record(&self.record_containers, &[&ino.to_le_bytes(), &data]);
         let n = t.node_mut(ino)?;
         if let Kind::File(d) = &mut n.kind {
             *d = data;
@@ -695,6 +778,7 @@ impl Venus {
                 Err(e) => return Err(format!("{} downcall: {e}", opcode_name(op))),
             }
         }
+        append_record(&self.record_writes, &[msg]);
         self.downcalls.fetch_add(1, Ordering::SeqCst);
         if self.cfg.verbose >= 1 {
             eprintln!("venus: sent {} downcall", opcode_name(op));
@@ -821,4 +905,82 @@ fn dirents(t: &Tree, dir: Ino) -> Result<Vec<u8>, Errno> {
         out.resize(start + reclen, 0);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerocopy::FromBytes;
+
+    /// Reads a container the way coda_venus_readdir() does.
+    fn read_dirents(buf: &[u8]) -> Vec<(String, u8, u32)> {
+        let mut pos = 0;
+        let mut out = Vec::new();
+        while pos < buf.len() {
+            let (h, rest) = VenusDirentHdr::read_from_prefix(&buf[pos..]).unwrap();
+            assert!(h.d_reclen as usize >= size_of::<VenusDirentHdr>() + h.d_namlen as usize);
+            assert_eq!(h.d_reclen % 4, 0);
+            let name = &rest[..h.d_namlen as usize];
+            assert_eq!(rest[h.d_namlen as usize], 0);
+            out.push((name_str(name), h.d_type, h.d_fileno));
+            pos += h.d_reclen as usize;
+        }
+        assert_eq!(pos, buf.len());
+        out
+    }
+
+    #[test]
+    fn directory_container() {
+        let mut t = Tree::new();
+        let d = t.mkdir(ROOT_INO, b"dir", 0o755, 0).unwrap();
+        let f = t
+            .create(ROOT_INO, b"a-much-longer-file-name", 0o644, 0, true)
+            .unwrap();
+        t.symlink(ROOT_INO, b"l", b"dir", 0).unwrap();
+        let got = read_dirents(&dirents(&t, ROOT_INO).unwrap());
+        let names: Vec<_> = got.iter().map(|(n, ty, _)| (n.as_str(), *ty)).collect();
+        assert_eq!(
+            names,
+            [
+                (".", CDT_DIR),
+                ("..", CDT_DIR),
+                ("a-much-longer-file-name", CDT_REG),
+                ("dir", CDT_DIR),
+                ("l", CDT_LNK),
+            ]
+        );
+        assert_eq!(got[2].2, t.fid(f).f2i());
+        assert_eq!(got[3].2, t.fid(d).f2i());
+        assert_eq!(t.attr(f).unwrap().va_fileid, t.fid(f).f2i() as i64);
+        assert_eq!(read_dirents(&dirents(&t, d).unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn container_records() {
+        let path =
+            std::env::temp_dir().join(format!("venus-containers-{}.rec", std::process::id()));
+        let file = Some(Mutex::new(File::create(&path).unwrap()));
+        append_record(&file, &[&7u32.to_le_bytes(), b"data 1\n"]);
+        append_record(&file, &[&9u32.to_le_bytes(), b""]);
+        let q = read_container_records(&path).unwrap();
+        assert_eq!(q, [(7, b"data 1\n".to_vec()), (9, Vec::new())]);
+        // A record cut short is refused.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(read_container_records(&path).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn access() {
+        let mut t = Tree::new();
+        let f = t.create(ROOT_INO, b"f", 0o640, 1000, true).unwrap();
+        let n = t.node(f).unwrap();
+        assert_eq!(check_access(n, 0, C_A_R_OK | C_A_W_OK), Ok(()));
+        assert_eq!(check_access(n, 0, C_A_X_OK), Err(Errno::ACCESS));
+        assert_eq!(check_access(n, 1000, C_A_R_OK | C_A_W_OK), Ok(()));
+        assert_eq!(check_access(n, 1000, C_A_X_OK), Err(Errno::ACCESS));
+        assert_eq!(check_access(n, 1001, C_A_R_OK), Err(Errno::ACCESS));
+        assert_eq!(check_access(n, 1001, C_A_F_OK), Ok(()));
+    }
 }

@@ -56,7 +56,11 @@ pub struct Node {
 impl Node {
     fn new(kind: Kind, perm: u16, uid: u32, gid: u32) -> Self {
         let now = now();
-        let nlink = if matches!(kind, Kind::Dir { .. }) { 2 } else { 1 };
+        let nlink = if matches!(kind, Kind::Dir { .. }) {
+            2
+        } else {
+            1
+        };
         Node {
             kind,
             unique: 1,
@@ -241,7 +245,10 @@ impl Tree {
     }
 
     fn add(&mut self, dir: Ino, name: &[u8], node: Node) -> Result<Ino> {
-        ensure(!name.is_empty() && name != b"." && name != b"..", Errno::EXIST)?;
+        ensure(
+            !name.is_empty() && name != b"." && name != b"..",
+            Errno::EXIST,
+        )?;
         ensure(!self.children(dir)?.contains_key(name), Errno::EXIST)?;
         let ino = self.next_ino;
         self.next_ino = self.next_ino.checked_add(1).ok_or(Errno::NOSPC)?;
@@ -256,7 +263,14 @@ impl Tree {
     }
 
     /// CODA_CREATE: a new regular file, or the existing one unless `excl`.
-    pub fn create(&mut self, dir: Ino, name: &[u8], perm: u16, uid: u32, excl: bool) -> Result<Ino> {
+    pub fn create(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        perm: u16,
+        uid: u32,
+        excl: bool,
+    ) -> Result<Ino> {
         if let Ok(ino) = self.lookup(dir, name) {
             ensure(!excl, Errno::EXIST)?;
             ensure(!self.node(ino)?.is_dir(), Errno::ISDIR)?;
@@ -417,12 +431,13 @@ impl Tree {
                 sub
             } else if ft.is_file() {
                 let data = std::fs::read(e.path())?;
-                self.create(dir, name, perm, meta.uid(), true).and_then(|ino| {
-                    if let Kind::File(d) = &mut self.node_mut(ino)?.kind {
-                        *d = data;
-                    }
-                    Ok(ino)
-                })
+                self.create(dir, name, perm, meta.uid(), true)
+                    .and_then(|ino| {
+                        if let Kind::File(d) = &mut self.node_mut(ino)?.kind {
+                            *d = data;
+                        }
+                        Ok(ino)
+                    })
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(e.path())?;
                 self.symlink(dir, name, target.as_os_str().as_bytes(), meta.uid())
@@ -463,5 +478,107 @@ impl Tree {
     pub fn counts(&self) -> (usize, u64) {
         let bytes = self.nodes.values().map(Node::size).sum();
         (self.nodes.len(), bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> Tree {
+        let mut t = Tree::new();
+        t.mkdir(ROOT_INO, b"a", 0o755, 0).unwrap();
+        t.mkdir(ROOT_INO, b"b", 0o755, 0).unwrap();
+        let a = t.resolve("a").unwrap();
+        t.create(a, b"f", 0o644, 0, true).unwrap();
+        t
+    }
+
+    fn nlink(t: &Tree, p: &str) -> u32 {
+        t.node(t.resolve(p).unwrap()).unwrap().nlink
+    }
+
+    #[test]
+    fn create_and_lookup() {
+        let mut t = tree();
+        let a = t.resolve("a").unwrap();
+        let f = t.resolve("a/f").unwrap();
+        assert_eq!(t.create(a, b"f", 0o600, 0, true), Err(Errno::EXIST));
+        assert_eq!(t.create(a, b"f", 0o600, 0, false), Ok(f));
+        assert_eq!(t.create(ROOT_INO, b"a", 0o600, 0, false), Err(Errno::ISDIR));
+        assert_eq!(t.lookup(f, b"x"), Err(Errno::NOTDIR));
+        assert_eq!(t.lookup(a, b".."), Ok(ROOT_INO));
+        assert_eq!(t.lookup(ROOT_INO, b".."), Ok(ROOT_INO));
+        assert_eq!(t.ino_of(&t.fid(f)), Ok(f));
+        assert_eq!(nlink(&t, ""), 4);
+    }
+
+    #[test]
+    fn rename_rules() {
+        let mut t = tree();
+        let (root, a, b) = (ROOT_INO, t.resolve("a").unwrap(), t.resolve("b").unwrap());
+        // A directory below itself.
+        assert_eq!(t.rename(root, b"a", a, b"x"), Err(Errno::INVAL));
+        // Over a non-empty directory, a file over a directory and back.
+        t.mkdir(b, b"a", 0o755, 0).unwrap();
+        t.create(t.resolve("b/a").unwrap(), b"z", 0o644, 0, true)
+            .unwrap();
+        assert_eq!(t.rename(root, b"a", root, b"b"), Err(Errno::NOTEMPTY));
+        assert_eq!(t.rename(a, b"f", root, b"b"), Err(Errno::ISDIR));
+        assert_eq!(t.rename(root, b"b", a, b"f"), Err(Errno::NOTDIR));
+        // Moving a directory moves a link of the parents.
+        t.rename(root, b"a", b, b"moved").unwrap();
+        assert_eq!(nlink(&t, ""), 3);
+        assert_eq!(nlink(&t, "b"), 4);
+        assert_eq!(t.lookup(t.resolve("b/moved").unwrap(), b".."), Ok(b));
+        // A file over a file drops the old one.
+        let g = t.resolve("b/a").unwrap();
+        let z = t.resolve("b/a/z").unwrap();
+        t.create(g, b"y", 0o644, 0, true).unwrap();
+        t.rename(g, b"y", g, b"z").unwrap();
+        assert!(t.node(z).is_err());
+        // Renaming onto another link of the same file does nothing.
+        let y = t.resolve("b/a/z").unwrap();
+        t.link(y, g, b"w").unwrap();
+        t.rename(g, b"w", g, b"z").unwrap();
+        assert_eq!(t.resolve("b/a/w"), Ok(y));
+        assert_eq!(t.node(y).unwrap().nlink, 2);
+    }
+
+    #[test]
+    fn remove_and_links() {
+        let mut t = tree();
+        let a = t.resolve("a").unwrap();
+        let f = t.resolve("a/f").unwrap();
+        assert_eq!(t.link(a, ROOT_INO, b"x"), Err(Errno::PERM));
+        t.link(f, ROOT_INO, b"g").unwrap();
+        assert_eq!(t.node(f).unwrap().nlink, 2);
+        assert_eq!(t.remove(ROOT_INO, b"a"), Err(Errno::ISDIR));
+        assert_eq!(t.rmdir(ROOT_INO, b"a"), Err(Errno::NOTEMPTY));
+        assert_eq!(t.rmdir(ROOT_INO, b"g"), Err(Errno::NOTDIR));
+        t.remove(a, b"f").unwrap();
+        assert_eq!(t.node(f).unwrap().nlink, 1);
+        // The last link of an open file: the node stays until closed.
+        t.node_mut(f).unwrap().opens = 1;
+        t.remove(ROOT_INO, b"g").unwrap();
+        assert!(t.node(f).is_ok());
+        t.node_mut(f).unwrap().opens = 0;
+        t.reap(f);
+        assert!(t.node(f).is_err());
+        t.rmdir(ROOT_INO, b"a").unwrap();
+        assert_eq!(nlink(&t, ""), 3);
+        assert_eq!(t.resolve("a"), Err(Errno::NOENT));
+    }
+
+    #[test]
+    fn generate() {
+        let mut t = Tree::new();
+        t.generate(250).unwrap();
+        assert_eq!(t.entries(ROOT_INO).unwrap().len(), 3);
+        let f = t.resolve("dir02/file00249").unwrap();
+        match &t.node(f).unwrap().kind {
+            Kind::File(d) => assert_eq!(d, b"dir02/file00249\n"),
+            _ => panic!("not a file"),
+        }
     }
 }
