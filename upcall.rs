@@ -42,6 +42,7 @@ use kernel::sync::LockedBy;
 use kernel::sync::Mutex;
 use kernel::sync::MutexGuard;
 use kernel::time::msecs_to_jiffies;
+use kernel::time::Jiffies;
 
 use zerocopy::FromZeros;
 
@@ -390,7 +391,38 @@ impl VenusComm {
     /// `coda_in_hdr` whose unique is overwritten. `out_cap` is `None` for an asynchronous
     /// upcall, which is freed once Venus has read it.
     pub(crate) fn submit(&self, msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
-        self.submit_from(msg, out_cap, false)
+        self.submit_from(msg, out_cap, false, &mut self.deadline())
+    }
+
+    /// The jiffies a call may wait in all (for room, then for its reply); `None` is forever.
+    fn deadline(&self) -> Option<Jiffies> {
+        match self.config.timeout_secs {
+            0 => None,
+            s => Some(msecs_to_jiffies(s.saturating_mul(1000))),
+        }
+    }
+
+    /// One sleep on `cv` of at most `left`, which is reduced by the time slept. Returns why
+    /// the caller must give up, if it must.
+    fn sleep(
+        cv: &CondVar,
+        g: &mut MutexGuard<'_, CommState>,
+        left: &mut Option<Jiffies>,
+    ) -> Option<GiveUp> {
+        match *left {
+            None => cv.wait_interruptible(g).then_some(GiveUp::Signal),
+            Some(j) => match cv.wait_interruptible_timeout(g, j) {
+                CondVarTimeoutResult::Woken { jiffies } => {
+                    *left = Some(jiffies.max(1));
+                    None
+                }
+                CondVarTimeoutResult::Signal { jiffies } => {
+                    *left = Some(jiffies.max(1));
+                    Some(GiveUp::Signal)
+                }
+                CondVarTimeoutResult::Timeout => Some(GiveUp::Timeout),
+            },
+        }
     }
 
     fn submit_from(
@@ -398,6 +430,7 @@ impl VenusComm {
         mut msg: KVec<u8>,
         out_cap: Option<usize>,
         from_fs: bool,
+        left: &mut Option<Jiffies>,
     ) -> Result<Arc<Upcall>> {
         if msg.len() < coda_msg::IN_HDR_SIZE || msg.len() > coda_msg::VC_MAXMSGSIZE {
             return Err(EINVAL);
@@ -419,8 +452,15 @@ impl VenusComm {
                 break;
             }
             // `call` has blocked ordinary signals where they must not interrupt.
-            if self.room.wait_interruptible(&mut g) {
-                return Err(EINTR);
+            if let Some(why) = Self::sleep(&self.room, &mut g, left) {
+                // We may have taken a wake-up meant for room that is there now: pass it on.
+                if g.occupied < self.config.max_outstanding {
+                    self.room.notify_one();
+                }
+                return Err(match why {
+                    GiveUp::Signal => EINTR,
+                    GiveUp::Timeout => ETIMEDOUT,
+                });
             }
         }
         let unique = loop {
@@ -487,8 +527,9 @@ impl VenusComm {
         let interruptible = !self.config.hard && !coda_msg::is_uninterruptible(opcode);
         // Blocks ordinary signals around both the wait for room and the wait for the reply.
         let _block = (!interruptible).then(SignalBlock::new);
-        let up = self.submit_from(msg, Some(out_cap), from_fs)?;
-        self.wait(&up).map(|bytes| Reply {
+        let mut left = self.deadline();
+        let up = self.submit_from(msg, Some(out_cap), from_fs, &mut left)?;
+        self.wait_for(&up, left).map(|bytes| Reply {
             unique: up.unique,
             bytes,
         })
@@ -496,27 +537,16 @@ impl VenusComm {
 
     /// Sleeps until `up` has an outcome, giving up on a signal or the timeout.
     pub(crate) fn wait(&self, up: &Arc<Upcall>) -> Result<KVec<u8>> {
-        let mut left = match self.config.timeout_secs {
-            0 => None,
-            s => Some(msecs_to_jiffies(s.saturating_mul(1000))),
-        };
+        self.wait_for(up, self.deadline())
+    }
+
+    fn wait_for(&self, up: &Arc<Upcall>, mut left: Option<Jiffies>) -> Result<KVec<u8>> {
         let mut g = self.lock();
         loop {
             if let Some(r) = Self::outcome(&mut g, up) {
                 return r;
             }
-            let give_up = match left {
-                None => up.done.wait_interruptible(&mut g).then_some(GiveUp::Signal),
-                Some(j) => match up.done.wait_interruptible_timeout(&mut g, j) {
-                    CondVarTimeoutResult::Woken { jiffies } => {
-                        left = Some(jiffies.max(1));
-                        None
-                    }
-                    CondVarTimeoutResult::Signal { .. } => Some(GiveUp::Signal),
-                    CondVarTimeoutResult::Timeout => Some(GiveUp::Timeout),
-                },
-            };
-            if let Some(why) = give_up {
+            if let Some(why) = Self::sleep(&up.done, &mut g, &mut left) {
                 // A reply that arrived meanwhile wins over the signal or the timeout.
                 if let Some(r) = Self::outcome(&mut g, up) {
                     return r;
@@ -559,7 +589,12 @@ impl VenusComm {
             *up.phase.access_mut(st) = Phase::GaveUpReading(why);
         }
         st.unlist(up);
-        st.outstanding -= 1;
+        // A signal during the copy to Venus is counted, and the call stops being
+        // outstanding, once the copy's end tells which counter it goes to: so every
+        // snapshot of the statistics balances.
+        if !(why == GiveUp::Signal && matches!(phase, Phase::Reading)) {
+            st.outstanding -= 1;
+        }
         st.stats.mem_bytes -= upcall_size(up.msg.len());
         match phase {
             Phase::Queued => {
@@ -642,6 +677,7 @@ impl VenusComm {
                 Phase::GaveUpReading(GiveUp::Signal)
             ) {
                 st.stats.op[op_index(t.upcall.opcode)].intr_before_read += 1;
+                st.outstanding -= 1;
             }
             st.release_unit(self);
         }
@@ -677,6 +713,7 @@ impl VenusComm {
                 // of it like any call interrupted after the read.
                 if matches!(up.phase.access(st), Phase::GaveUpReading(GiveUp::Signal)) {
                     st.stats.op[op].intr_after_read += 1;
+                    st.outstanding -= 1;
                 }
                 let _ = st.signals.push_back(up);
                 self.readers.notify_one();

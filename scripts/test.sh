@@ -25,6 +25,16 @@ f=$(grep -Eo '[0-9]+ failed' "$res/cargo-test.log" | awk '{s+=$1} END {print s+0
 passed=$((passed + p)) failed=$((failed + f))
 [ "$cargo_rc" = 0 ] || [ "$f" -gt 0 ] || count "cargo test ran" 1
 
+step "host: fuzzing coda_msg.rs (cargo fuzz, ${FUZZ_SECS:-20} s per target)"
+scripts/fuzz.sh "${FUZZ_SECS:-20}" 2>&1 | tee "$res/fuzz.log"
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$res/fuzz.log" | tail -1)
+if [ -n "$line" ]; then
+	passed=$((passed + $(echo "$line" | awk '{print $1}')))
+	failed=$((failed + $(echo "$line" | awk '{print $3}')))
+else
+	count "host fuzzing ran" 1
+fi
+
 step "build: module (debug kernel) and userspace"
 make -s KDIR="$kdir" >"$res/module-build.log" 2>&1
 count "module builds against the debug kernel" $?
@@ -56,13 +66,15 @@ echo "KUnit: ${kp:-0} passed, ${kf:-0} failed"
 passed=$((passed + ${kp:-0})) failed=$((failed + ${kf:-0}))
 # The harness ends with 'N passed, M failed'; the peer scripts print TAP-like lines, where a
 # known bug of the kernel's C client is a TODO that does not count.
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$res/vm/harness.log" 2>/dev/null | tail -1)
-if [ -n "$line" ]; then
-	passed=$((passed + $(echo "$line" | awk '{print $1}')))
-	failed=$((failed + $(echo "$line" | awk '{print $3}')))
-else
-	count "harness reported its results" 1
-fi
+for log in harness reliability; do
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$res/vm/$log.log" 2>/dev/null | tail -1)
+	if [ -n "$line" ]; then
+		passed=$((passed + $(echo "$line" | awk '{print $1}')))
+		failed=$((failed + $(echo "$line" | awk '{print $3}')))
+	else
+		count "$log reported its results" 1
+	fi
+done
 for log in peer replay coda-fs; do
 	if [ -s "$res/vm/$log.log" ]; then
 		passed=$((passed + $(grep -cE '^ok - ' "$res/vm/$log.log")))

@@ -16,6 +16,10 @@ echo "== harness"
 "$bin/harness" --ko "$repo/coda_psdev.ko" 2>&1 | tee "$out/harness.log"
 [ "${PIPESTATUS[0]}" = 0 ] || rc=1
 
+echo "== reliability: syscall fuzzer, lifecycle, hostile callers, fault injection, soak"
+bash "$repo/tests/guest-reliability.sh" "$repo" 2>&1 | tee "$out/reliability.log"
+[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+
 if [ -x "$repo/tests/peer-coda.sh" ] && [ -x "$bin/venus" ]; then
 	echo "== peer test against the C coda.ko"
 	insmod "$kdir/fs/coda/coda.ko" || rc=1

@@ -7,8 +7,7 @@
 //! should refuse, or returns bytes from the wrong place, fails as surely as one that panics.
 //! The round-trip targets build messages from arbitrary fields and names and parse them back.
 //!
-//! Each target is a plain function of the input bytes, so `cargo test` can replay the
-//! regression inputs without libFuzzer.
+//! Each target is a plain function of the input bytes; `fuzz_targets/` only wraps them.
 
 use coda_msg::*;
 use core::fmt::Debug;
@@ -28,7 +27,10 @@ impl<'a> Input<'a> {
     }
 
     fn u8(&mut self) -> u8 {
-        let (b, rest) = self.rest.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        let (b, rest) = self
+            .rest
+            .split_first()
+            .map_or((0, &[][..]), |(b, r)| (*b, r));
         self.rest = rest;
         b
     }
@@ -134,7 +136,8 @@ fn expect_size_error(msg: &[u8], fixed: usize, e: MsgError) {
 }
 
 fn opcode_of(msg: &[u8]) -> Option<u32> {
-    msg.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    msg.get(..4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,14 +162,66 @@ pub fn headers(data: &[u8]) {
         ($($t:ty),* $(,)?) => { $(one::<$t>(data);)* };
     }
     all!(
-        InHdr, OutHdr, RootIn, RootOut, OpenIn, OpenOut, StoreIn, StoreOut, ReleaseIn,
-        ReleaseOut, CloseIn, CloseOut, IoctlIn, IoctlOut, GetattrIn, GetattrOut, SetattrIn,
-        SetattrOut, AccessIn, AccessOut, LookupIn, LookupOut, CreateIn, CreateOut, RemoveIn,
-        RemoveOut, LinkIn, LinkOut, RenameIn, RenameOut, MkdirIn, MkdirOut, RmdirIn, RmdirOut,
-        SymlinkIn, SymlinkOut, ReadlinkIn, ReadlinkOut, FsyncIn, FsyncOut, VgetIn, VgetOut,
-        PurgeuserOut, ZapfileOut, ZapdirOut, PurgefidOut, ReplaceOut, OpenByFdIn, OpenByFdOut,
-        OpenByPathIn, OpenByPathOut, StatfsIn, StatfsOut, AccessIntentIn, AccessIntentOut,
-        CodaVattr, VenusDirentHdr, PsdevStats, CtlCall, CtlDowncall,
+        InHdr,
+        OutHdr,
+        RootIn,
+        RootOut,
+        OpenIn,
+        OpenOut,
+        StoreIn,
+        StoreOut,
+        ReleaseIn,
+        ReleaseOut,
+        CloseIn,
+        CloseOut,
+        IoctlIn,
+        IoctlOut,
+        GetattrIn,
+        GetattrOut,
+        SetattrIn,
+        SetattrOut,
+        AccessIn,
+        AccessOut,
+        LookupIn,
+        LookupOut,
+        CreateIn,
+        CreateOut,
+        RemoveIn,
+        RemoveOut,
+        LinkIn,
+        LinkOut,
+        RenameIn,
+        RenameOut,
+        MkdirIn,
+        MkdirOut,
+        RmdirIn,
+        RmdirOut,
+        SymlinkIn,
+        SymlinkOut,
+        ReadlinkIn,
+        ReadlinkOut,
+        FsyncIn,
+        FsyncOut,
+        VgetIn,
+        VgetOut,
+        PurgeuserOut,
+        ZapfileOut,
+        ZapdirOut,
+        PurgefidOut,
+        ReplaceOut,
+        OpenByFdIn,
+        OpenByFdOut,
+        OpenByPathIn,
+        OpenByPathOut,
+        StatfsIn,
+        StatfsOut,
+        AccessIntentIn,
+        AccessIntentOut,
+        CodaVattr,
+        VenusDirentHdr,
+        PsdevStats,
+        CtlCall,
+        CtlDowncall,
     );
     assert_eq!(in_hdr(data).ok(), read_msg::<InHdr>(data).ok());
     assert_eq!(out_hdr(data).ok(), read_msg::<OutHdr>(data).ok());
@@ -176,7 +231,10 @@ pub fn headers(data: &[u8]) {
         assert!(!is_uninterruptible(op) || is_upcall(op));
         let known = is_upcall(op) || is_downcall(op) || op == CODA_SIGNAL;
         assert_eq!(opcode_name(op) != "?", known, "name of op {op}");
-        assert!(!known || op < CODA_NCALLS, "op {op} is past the counted range");
+        assert!(
+            !known || op < CODA_NCALLS,
+            "op {op} is past the counted range"
+        );
     }
 }
 
@@ -242,12 +300,15 @@ pub fn named(data: &[u8]) {
         CODA_RMDIR => one_name(msg, op_ok, parse_rmdir(msg), |m: &RmdirIn| m.name),
         CODA_RENAME => {
             let fixed = size_of::<RenameIn>();
-            let model = read_msg::<RenameIn>(msg).ok().filter(|_| op_ok).and_then(|m| {
-                Some((
-                    ref_name(msg, fixed, m.srcname)?,
-                    ref_name(msg, fixed, m.destname)?,
-                ))
-            });
+            let model = read_msg::<RenameIn>(msg)
+                .ok()
+                .filter(|_| op_ok)
+                .and_then(|m| {
+                    Some((
+                        ref_name(msg, fixed, m.srcname)?,
+                        ref_name(msg, fixed, m.destname)?,
+                    ))
+                });
             match parse_rename(msg) {
                 Ok((m, src, dst)) => {
                     assert_eq!(m.as_bytes(), &msg[..fixed]);
@@ -263,12 +324,15 @@ pub fn named(data: &[u8]) {
         }
         CODA_SYMLINK => {
             let fixed = size_of::<SymlinkIn>();
-            let model = read_msg::<SymlinkIn>(msg).ok().filter(|_| op_ok).and_then(|m| {
-                Some((
-                    ref_string(msg, fixed, m.srcname, CODA_MAXPATHLEN)?,
-                    ref_name(msg, fixed, m.tname)?,
-                ))
-            });
+            let model = read_msg::<SymlinkIn>(msg)
+                .ok()
+                .filter(|_| op_ok)
+                .and_then(|m| {
+                    Some((
+                        ref_string(msg, fixed, m.srcname, CODA_MAXPATHLEN)?,
+                        ref_name(msg, fixed, m.tname)?,
+                    ))
+                });
             match parse_symlink(msg) {
                 Ok((m, target, name)) => {
                     assert_eq!(m.as_bytes(), &msg[..fixed]);
@@ -312,19 +376,16 @@ pub fn data(data: &[u8]) {
         max: usize,
     ) {
         let fixed = size_of::<T>();
-        let model = read_msg::<T>(msg)
-            .ok()
-            .filter(|_| op_ok)
-            .and_then(|m| {
-                if result(&m) != 0 {
-                    return Some(None);
-                }
-                let (len, off) = len_off(&m);
-                if len < 0 || len as usize > max {
-                    return None;
-                }
-                ref_data(msg, fixed, off, len as u64).map(Some)
-            });
+        let model = read_msg::<T>(msg).ok().filter(|_| op_ok).and_then(|m| {
+            if result(&m) != 0 {
+                return Some(None);
+            }
+            let (len, off) = len_off(&m);
+            if len < 0 || len as usize > max {
+                return None;
+            }
+            ref_data(msg, fixed, off, len as u64).map(Some)
+        });
         match (r, model) {
             (Ok((m, d)), Some(want)) => {
                 assert_eq!(m.as_bytes(), &msg[..fixed]);
@@ -378,23 +439,33 @@ pub fn downcall(data: &[u8]) {
         msg[..4].copy_from_slice(&op.to_ne_bytes());
     }
     let msg = &msg[..];
-    let want = opcode_of(msg).filter(|_| msg.len() >= OUT_HDR_SIZE).and_then(|op| {
-        let sizes: &[usize] = match op {
-            CODA_FLUSH => &[OUT_HDR_SIZE, OUTPUT_ARGS_SIZE],
-            CODA_PURGEUSER => &[size_of::<PurgeuserOut>()],
-            CODA_ZAPFILE => &[size_of::<ZapfileOut>()],
-            CODA_ZAPDIR => &[size_of::<ZapdirOut>()],
-            CODA_PURGEFID => &[size_of::<PurgefidOut>()],
-            CODA_REPLACE => &[size_of::<ReplaceOut>()],
-            _ => &[],
-        };
-        sizes.contains(&msg.len()).then_some(op)
-    });
+    let want = opcode_of(msg)
+        .filter(|_| msg.len() >= OUT_HDR_SIZE)
+        .and_then(|op| {
+            let sizes: &[usize] = match op {
+                CODA_FLUSH => &[OUT_HDR_SIZE, OUTPUT_ARGS_SIZE],
+                CODA_PURGEUSER => &[size_of::<PurgeuserOut>()],
+                CODA_ZAPFILE => &[size_of::<ZapfileOut>()],
+                CODA_ZAPDIR => &[size_of::<ZapdirOut>()],
+                CODA_PURGEFID => &[size_of::<PurgefidOut>()],
+                CODA_REPLACE => &[size_of::<ReplaceOut>()],
+                _ => &[],
+            };
+            sizes.contains(&msg.len()).then_some(op)
+        });
     let got = check_downcall(msg);
-    assert_eq!(got.ok(), want, "check_downcall {got:?} for {} bytes", msg.len());
+    assert_eq!(
+        got.ok(),
+        want,
+        "check_downcall {got:?} for {} bytes",
+        msg.len()
+    );
     if let Ok(op) = got {
         assert!(is_downcall(op));
-        assert!(msg.len() <= OUTPUT_ARGS_SIZE, "the module relies on this bound");
+        assert!(
+            msg.len() <= OUTPUT_ARGS_SIZE,
+            "the module relies on this bound"
+        );
     }
 }
 
@@ -407,8 +478,16 @@ pub fn offsets(data: &[u8]) {
     let off64 = inp.u64();
     let len64 = inp.u64();
     // Small offsets are the interesting ones; keep them near the message most of the time.
-    let off64 = if off64 >> 63 == 0 { off64 % 0x4000 } else { off64 };
-    let len64 = if len64 >> 63 == 0 { len64 % 0x4000 } else { len64 };
+    let off64 = if off64 >> 63 == 0 {
+        off64 % 0x4000
+    } else {
+        off64
+    };
+    let len64 = if len64 >> 63 == 0 {
+        len64 % 0x4000
+    } else {
+        len64
+    };
     let msg = inp.rest();
     agree(
         msg,
@@ -546,7 +625,10 @@ pub fn roundtrip_data(data: &[u8]) {
                     assert!(d.len() <= VC_MAXDATASIZE as usize);
                     let (p, got) = parse_ioctl_in(&buf[..n]).expect("parse what was built");
                     assert_eq!(got, d);
-                    assert_eq!((p.ih, p.vfid, p.cmd, p.rwflag), (m.ih, m.vfid, m.cmd, m.rwflag));
+                    assert_eq!(
+                        (p.ih, p.vfid, p.cmd, p.rwflag),
+                        (m.ih, m.vfid, m.cmd, m.rwflag)
+                    );
                 }
                 Err(e) => {
                     assert!(d.len() > VC_MAXDATASIZE as usize, "refused {e:?}");
@@ -674,15 +756,3 @@ pub fn roundtrip_put(data: &[u8]) {
         }
     }
 }
-
-/// Every target, by name, for the regression replay in `cargo test`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
-    ("headers", headers),
-    ("named", named),
-    ("data", data),
-    ("downcall", downcall),
-    ("offsets", offsets),
-    ("roundtrip_named", roundtrip_named),
-    ("roundtrip_data", roundtrip_data),
-    ("roundtrip_put", roundtrip_put),
-];

@@ -55,7 +55,10 @@ impl Injector {
             .collect();
         for d in &dirs {
             if !d.join("probability").exists() {
-                return Err(format!("{} missing: no fault injection in this kernel", d.display()));
+                return Err(format!(
+                    "{} missing: no fault injection in this kernel",
+                    d.display()
+                ));
             }
         }
         Ok(Self { dirs })
@@ -71,7 +74,12 @@ impl Injector {
         Ok(())
     }
 
-    fn arm(&self, probability: u32, task_filter: bool, (start, end): (u64, u64)) -> Result<(), String> {
+    fn arm(
+        &self,
+        probability: u32,
+        task_filter: bool,
+        (start, end): (u64, u64),
+    ) -> Result<(), String> {
         self.set("probability", "0")?;
         self.set("verbose", "0")?;
         self.set("interval", "1")?;
@@ -115,7 +123,8 @@ impl Injector {
 pub fn module_text() -> Result<(u64, u64), String> {
     let s = std::fs::read_to_string("/sys/module/coda_psdev/sections/.text")
         .map_err(|e| format!("module .text section: {e}"))?;
-    let start = u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
+    let start =
+        u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
     let syms = std::fs::read_to_string("/proc/kallsyms").map_err(|e| e.to_string())?;
     let last = syms
         .lines()
@@ -129,7 +138,9 @@ pub fn module_text() -> Result<(u64, u64), String> {
         .max()
         .ok_or("no text symbols of coda_psdev in /proc/kallsyms")?;
     if start == 0 || last < start {
-        return Err(format!("module text {start:#x}..{last:#x} (addresses hidden?)"));
+        return Err(format!(
+            "module text {start:#x}..{last:#x} (addresses hidden?)"
+        ));
     }
     // The last function's size is unknown: allow a page past its start.
     Ok((start, last + 4096))
@@ -207,7 +218,13 @@ pub fn run(a: &FaultArgs, rep: &mut Report) {
     }
 }
 
-fn one_phase(a: &FaultArgs, inj: &Injector, text: (u64, u64), phase: Phase, devices: u32) -> Result<(), String> {
+fn one_phase(
+    a: &FaultArgs,
+    inj: &Injector,
+    text: (u64, u64),
+    phase: Phase,
+    devices: u32,
+) -> Result<(), String> {
     let before = sys::stats(0)?;
     let seed = a.seed ^ phase as u64;
     let venus = work::Venus::start(work::VenusOpts {
@@ -221,7 +238,11 @@ fn one_phase(a: &FaultArgs, inj: &Injector, text: (u64, u64), phase: Phase, devi
     let callers = work::Callers::start(work::CallerOpts {
         minor: 0,
         threads: 6,
-        ops: &[coda_msg::CODA_GETATTR, coda_msg::CODA_LOOKUP, coda_msg::CODA_CLOSE],
+        ops: &[
+            coda_msg::CODA_GETATTR,
+            coda_msg::CODA_LOOKUP,
+            coda_msg::CODA_CLOSE,
+        ],
         async_permille: 50,
         async_op: coda_msg::CODA_FSYNC,
         eio_permille: 20,
@@ -239,9 +260,13 @@ fn one_phase(a: &FaultArgs, inj: &Injector, text: (u64, u64), phase: Phase, devi
     // A moment without failures: retried replies get through.
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    let churn_bad = churner.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-    let res = crate::join_within(Duration::from_secs(sys::timeout_secs() + 30), move || callers.stop())
-        .ok_or("callers stuck: a call did not return within the module timeout")?;
+    let churn_bad = churner
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let res = crate::join_within(Duration::from_secs(sys::timeout_secs() + 30), move || {
+        callers.stop()
+    })
+    .ok_or("callers stuck: a call did not return within the module timeout")?;
     sig.stop();
     let vc = venus.stop();
     let after = sys::stats(0)?;
@@ -268,9 +293,10 @@ fn one_phase(a: &FaultArgs, inj: &Injector, text: (u64, u64), phase: Phase, devi
     bad.extend(vc.violations.iter().take(10).cloned());
     bad.extend(churn_bad);
     match phase {
-        Phase::CallersOnly if vc.enomem > 0 => {
-            bad.push(format!("Venus got ENOMEM {} times though only callers were failed", vc.enomem))
-        }
+        Phase::CallersOnly if vc.enomem > 0 => bad.push(format!(
+            "Venus got ENOMEM {} times though only callers were failed",
+            vc.enomem
+        )),
         Phase::VenusOnly if res.total(|o| o.enomem) > 0 => bad.push(format!(
             "callers got ENOMEM {} times though only Venus was failed",
             res.total(|o| o.enomem)

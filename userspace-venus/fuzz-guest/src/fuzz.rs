@@ -17,6 +17,7 @@ use crate::sys::Report;
 use crate::sys::Rng;
 use crate::work;
 use coda_msg::*;
+use core::mem::size_of;
 use nix::errno::Errno;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -69,8 +70,10 @@ struct Arena {
 
 impl Arena {
     fn new() -> Self {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as usize;
         // SAFETY: a fresh anonymous mapping; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
@@ -90,7 +93,11 @@ impl Arena {
             libc::memset((base + page) as *mut libc::c_void, 0x5a, page);
             libc::mprotect(base as *mut libc::c_void, page, libc::PROT_NONE);
             libc::mprotect((base + page) as *mut libc::c_void, page, libc::PROT_READ);
-            libc::mprotect((base + 3 * page) as *mut libc::c_void, page, libc::PROT_NONE);
+            libc::mprotect(
+                (base + 3 * page) as *mut libc::c_void,
+                page,
+                libc::PROT_NONE,
+            );
         }
         Self { base, page }
     }
@@ -147,7 +154,7 @@ impl Tally {
     fn note(&mut self, call: &str, r: &sys::Ret) {
         let k = match r {
             Ok(_) => format!("{call} ok"),
-            Err(e) => format!("{call} {e}"),
+            Err(e) => format!("{call} {e:?}"),
         };
         *self.counts.entry(k).or_default() += 1;
     }
@@ -163,7 +170,9 @@ impl Tally {
         self.note(call, r);
         if let Err(e) = r {
             if !allowed.contains(e) {
-                self.bad(format!("{call}: errno {e} is not in the uapi for this call"));
+                self.bad(format!(
+                    "{call}: errno {e:?} is not in the uapi for this call"
+                ));
             }
         }
     }
@@ -240,8 +249,6 @@ fn downcall_size(op: u32) -> usize {
     }
 }
 
-use core::mem::size_of;
-
 struct Worker {
     id: usize,
     rng: Rng,
@@ -288,7 +295,12 @@ impl Worker {
         let r = &mut self.rng;
         match r.below(10) {
             0 => r.pick(&[0, 1, 7, 8, 11, 12, 13, 19, 20, 21]),
-            1 => r.pick(&[OUTPUT_ARGS_SIZE, INPUT_ARGS_SIZE, VC_MAXMSGSIZE, VC_MAXMSGSIZE + 1]),
+            1 => r.pick(&[
+                OUTPUT_ARGS_SIZE,
+                INPUT_ARGS_SIZE,
+                VC_MAXMSGSIZE,
+                VC_MAXMSGSIZE + 1,
+            ]),
             2 => 65536,
             3 => r.index(VC_MAXMSGSIZE + 64),
             _ => 20 + r.index(300),
@@ -384,7 +396,7 @@ impl Worker {
     fn check_venus_read(&mut self, minor: u32, addr: usize, len: usize, n: usize) {
         // SAFETY: `addr` is one of this worker's buffers, at least `len` bytes long.
         let b = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-        if n < IN_HDR_SIZE || n > VC_MAXMSGSIZE || n > len {
+        if !(IN_HDR_SIZE..=VC_MAXMSGSIZE).contains(&n) || n > len {
             self.t.bad(format!("read cfs{minor} returned {n} of {len}"));
             return;
         }
@@ -394,12 +406,15 @@ impl Worker {
                 self.t.bad(format!("CODA_SIGNAL of {n} bytes: {h:?}"));
             }
         } else if !is_upcall(h.opcode) {
-            self.t.bad(format!("read cfs{minor}: opcode {} is no upcall", h.opcode));
+            self.t
+                .bad(format!("read cfs{minor}: opcode {} is no upcall", h.opcode));
         } else {
             self.sh.remember(minor, h.unique);
         }
         if b[n..].iter().any(|&x| x != 0xee) {
-            self.t.bad(format!("read cfs{minor} wrote past the {n} bytes it returned"));
+            self.t.bad(format!(
+                "read cfs{minor} wrote past the {n} bytes it returned"
+            ));
         }
     }
 
@@ -413,8 +428,12 @@ impl Worker {
             return;
         };
         let body = &b[size_of::<CtlDowncall>()..];
-        if h.len as usize != body.len() || h.minor >= self.sh.devices || check_downcall(body).is_err() {
-            self.t.bad(format!("read ctl: bad record {h:?} of {n} bytes"));
+        if h.len as usize != body.len()
+            || h.minor >= self.sh.devices
+            || check_downcall(body).is_err()
+        {
+            self.t
+                .bad(format!("read ctl: bad record {h:?} of {n} bytes"));
         }
     }
 
@@ -431,13 +450,19 @@ impl Worker {
                 2 => self.rng.next() as u32,
                 _ => CODA_GETATTR,
             };
-            let exact = if is_downcall(op) { downcall_size(op) } else { OUT_HDR_SIZE + 4 };
+            let exact = if is_downcall(op) {
+                downcall_size(op)
+            } else {
+                OUT_HDR_SIZE + 4
+            };
             let len = match self.rng.below(6) {
                 0 => exact,
                 1 => exact + 1,
                 2 => exact.saturating_sub(1),
                 3 => OUTPUT_ARGS_SIZE,
-                4 => self.rng.pick(&[OUT_HDR_SIZE - 1, OUT_HDR_SIZE, VC_MAXMSGSIZE + 1, 65536]),
+                4 => self
+                    .rng
+                    .pick(&[OUT_HDR_SIZE - 1, OUT_HDR_SIZE, VC_MAXMSGSIZE + 1, 65536]),
                 _ => self.size(),
             };
             (len, op)
@@ -463,8 +488,9 @@ impl Worker {
         let r = sys::raw_write(fd.as_raw_fd(), addr, len);
         match kind {
             Kind::Ctl => {
-                // The control device takes no writes.
-                self.t.expect("write ctl", &r, &[Errno::EINVAL]);
+                // The control device takes no writes (EFAULT is the VFS's access_ok check).
+                self.t
+                    .expect("write ctl", &r, &[Errno::EINVAL, Errno::EFAULT]);
                 if r.is_ok() {
                     self.t.bad("write ctl succeeded".into());
                 }
@@ -497,7 +523,9 @@ impl Worker {
                 "write cfs{minor} of {} bytes (opcode {op:?}) accepted ({n})",
                 m.len()
             )),
-            Ok(n) if *n != m.len() => self.t.bad(format!("write cfs{minor} returned {n} of {}", m.len())),
+            Ok(n) if *n != m.len() => self
+                .t
+                .bad(format!("write cfs{minor} returned {n} of {}", m.len())),
             Err(Errno::EINVAL) | Ok(_) => {}
             Err(e) if must_einval => self.t.bad(format!(
                 "write cfs{minor} of {} bytes (opcode {op:?}) failed with {e}, not EINVAL",
@@ -519,8 +547,18 @@ impl Worker {
             0 | 1 => r.pick(&known),
             // The known numbers with one field wrong: direction, size, number or type.
             2 => r.pick(&known) ^ (1 << r.below(32)),
-            3 => ioc(r.below(4) as u32, CODA_PSDEV_IOC_MAGIC, r.below(256) as u32, r.index(1 << 13)),
-            4 => ioc(r.below(4) as u32, u32::from(b'c'), r.below(256) as u32, r.index(64)),
+            3 => ioc(
+                r.below(4) as u32,
+                CODA_PSDEV_IOC_MAGIC,
+                r.below(256) as u32,
+                r.index(1 << 13),
+            ),
+            4 => ioc(
+                r.below(4) as u32,
+                u32::from(b'c'),
+                r.below(256) as u32,
+                r.index(64),
+            ),
             _ => r.next() as u32,
         }
     }
@@ -564,14 +602,17 @@ impl Worker {
             Kind::Ctl => [CODA_CTL_IOC_CALL, CODA_CTL_IOC_STATS].contains(&cmd),
         };
         match kind {
-            Kind::Cfs(_) => self.t.expect("ioctl cfs", &r, &[Errno::ENOTTY, Errno::EFAULT]),
+            Kind::Cfs(_) => self
+                .t
+                .expect("ioctl cfs", &r, &[Errno::ENOTTY, Errno::EFAULT]),
             Kind::Ctl => self.t.expect("ioctl ctl", &r, CTL_IOCTL_ERRNOS),
         }
         if r.is_ok() && !known {
             self.t.bad(format!("ioctl {cmd:#x} on {kind:?} succeeded"));
         }
         if r.is_err() && known && !ours && arg == 0 && r != Err(Errno::EFAULT) {
-            self.t.bad(format!("ioctl {cmd:#x} with NULL: {r:?}, not EFAULT"));
+            self.t
+                .bad(format!("ioctl {cmd:#x} with NULL: {r:?}, not EFAULT"));
         }
         if ours && r.is_ok() && (cmd == CODA_PSDEV_IOC_STATS || cmd == CODA_CTL_IOC_STATS) {
             let st = sys::read_struct::<PsdevStats>(&self.buf).unwrap();
@@ -579,12 +620,14 @@ impl Worker {
                 self.t.bad(format!("stats version {}", st.version));
             }
             if let Err(e) = sys::check_balance(&st) {
-                self.t.bad(format!("stats of cfs{} do not balance: {e}", st.minor));
+                self.t
+                    .bad(format!("stats of cfs{} do not balance: {e}", st.minor));
             }
         }
         if ours && r.is_ok() && cmd == CIOC_KERNEL_VERSION {
-            let v = u64::from_ne_bytes(self.buf[..8].try_into().unwrap());
-            if v != u64::from(CODA_KERNEL_VERSION) {
+            // An int, as Linux and NetBSD store it into the size_t.
+            let v = u32::from_ne_bytes(self.buf[..4].try_into().unwrap());
+            if v != CODA_KERNEL_VERSION {
                 self.t.bad(format!("CIOC_KERNEL_VERSION gave {v}"));
             }
         }
@@ -598,20 +641,56 @@ impl Worker {
         };
         let n = self.sh.devices;
         let r = &mut self.rng;
-        let minor = if r.chance(9, 10) { r.below(u64::from(n)) as u32 } else { r.pick(&[n, n + 1, u32::MAX]) };
-        let flags = if r.chance(9, 10) { r.pick(&[0, 0, 0, CODA_CTL_ASYNC]) } else { r.pick(&[2, 3, 0x8000_0000]) };
-        let opcode = if r.chance(9, 10) {
-            r.pick(&[CODA_GETATTR, CODA_LOOKUP, CODA_STATFS, CODA_ACCESS, CODA_CLOSE, CODA_OPEN_BY_FD])
+        let minor = if r.chance(9, 10) {
+            r.below(u64::from(n)) as u32
         } else {
-            r.pick(&[0, 1, 17, 21, CODA_SIGNAL, CODA_ZAPFILE, CODA_NCALLS, u32::MAX])
+            r.pick(&[n, n + 1, u32::MAX])
+        };
+        let flags = if r.chance(9, 10) {
+            r.pick(&[0, 0, 0, CODA_CTL_ASYNC])
+        } else {
+            r.pick(&[2, 3, 0x8000_0000])
+        };
+        let opcode = if r.chance(9, 10) {
+            r.pick(&[
+                CODA_GETATTR,
+                CODA_LOOKUP,
+                CODA_STATFS,
+                CODA_ACCESS,
+                CODA_CLOSE,
+                CODA_OPEN_BY_FD,
+            ])
+        } else {
+            r.pick(&[
+                0,
+                1,
+                17,
+                21,
+                CODA_SIGNAL,
+                CODA_ZAPFILE,
+                CODA_NCALLS,
+                u32::MAX,
+            ])
         };
         let reply_len = r.pick(&[12u32, 16, 64, 200]);
         let tag = r.next() as u32 & 0x7fff_ffff;
         let msg = work::request(r, opcode, reply_len, tag);
-        let in_len = if r.chance(9, 10) { msg.len() } else { r.pick(&[0, 19, VC_MAXMSGSIZE + 1, 1 << 20]) };
-        let out_cap = if r.chance(9, 10) { r.pick(&[12usize, 64, 256]) } else { r.pick(&[0, 11, VC_MAXMSGSIZE + 1]) };
+        let in_len = if r.chance(9, 10) {
+            msg.len()
+        } else {
+            r.pick(&[0, 19, VC_MAXMSGSIZE + 1, 1 << 20])
+        };
+        let out_cap = if r.chance(9, 10) {
+            r.pick(&[12usize, 64, 256])
+        } else {
+            r.pick(&[0, 11, VC_MAXMSGSIZE + 1])
+        };
         self.big[..msg.len()].copy_from_slice(&msg);
-        let in_ptr = if r.chance(19, 20) { self.big.as_ptr() as u64 } else { self.sh.arena.bad(&mut self.rng, 64) as u64 };
+        let in_ptr = if r.chance(19, 20) {
+            self.big.as_ptr() as u64
+        } else {
+            self.sh.arena.bad(&mut self.rng, 64) as u64
+        };
         let out_ptr = if self.rng.chance(19, 20) {
             self.big[16384..16384 + 256].fill(0xa5);
             self.big.as_ptr() as u64 + 16384
@@ -628,7 +707,11 @@ impl Worker {
             out_len: 0,
             unique: 0,
         };
-        let res = sys::raw_ioctl(fd.as_raw_fd(), CODA_CTL_IOC_CALL, c.as_mut_bytes().as_mut_ptr() as usize);
+        let res = sys::raw_ioctl(
+            fd.as_raw_fd(),
+            CODA_CTL_IOC_CALL,
+            c.as_mut_bytes().as_mut_ptr() as usize,
+        );
         self.t.expect("call", &res, CTL_IOCTL_ERRNOS);
         let is_async = flags == CODA_CTL_ASYNC;
         let must_einval = minor >= n
@@ -659,26 +742,28 @@ impl Worker {
     }
 
     fn poll(&mut self) {
-        let mut fds = Vec::new();
+        use nix::poll::PollFd;
+        use nix::poll::PollFlags;
+        use nix::poll::PollTimeout;
+        use std::os::fd::AsFd;
         let mut keep = Vec::new();
         for _ in 0..1 + self.rng.below(4) {
             if let Some((fd, _)) = self.sh.pick(&mut self.rng, None) {
-                fds.push(libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN | libc::POLLOUT,
-                    revents: 0,
-                });
                 keep.push(fd);
             }
         }
-        let timeout = self.rng.below(5) as i32;
-        // SAFETY: `fds` is a valid array of pollfds; `keep` holds the files open meanwhile.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        let ret = if r < 0 { Err(Errno::last()) } else { Ok(r as usize) };
-        self.t.expect("poll", &ret, &[Errno::EINTR]);
+        let mut fds: Vec<_> = keep
+            .iter()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN | PollFlags::POLLOUT))
+            .collect();
+        let timeout = PollTimeout::from(self.rng.below(5) as u16);
+        let r = nix::poll::poll(&mut fds, timeout).map(|n| n as usize);
+        self.t.expect("poll", &r, &[Errno::EINTR]);
+        // Both devices can always take a write: every file is ready for POLLOUT at once.
         for p in &fds {
-            if p.revents & libc::POLLOUT == 0 && r >= 0 {
-                self.t.bad(format!("poll: revents {:#x} without POLLOUT", p.revents));
+            let ev = p.revents().unwrap_or(PollFlags::empty());
+            if r.is_ok() && !ev.contains(PollFlags::POLLOUT) {
+                self.t.bad(format!("poll: revents {ev:?} without POLLOUT"));
             }
         }
     }
@@ -709,7 +794,7 @@ impl Worker {
         }
         let mut ev = [EpollEvent::empty(); 4];
         let r = ep.wait(&mut ev, EpollTimeout::from(self.rng.below(5) as u16));
-        self.t.expect("epoll_wait", &r.map(|n| n), &[Errno::EINTR]);
+        self.t.expect("epoll_wait", &r, &[Errno::EINTR]);
         // Sometimes the files go away while the epoll still watches them.
         if self.rng.chance(1, 2) {
             drop(held);
@@ -724,32 +809,41 @@ impl Worker {
             return;
         };
         let Kind::Cfs(minor) = kind else { return };
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 0) } <= 0 {
+        let mut p = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&*fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if !matches!(nix::poll::poll(&mut p, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0) {
             return;
         }
         self.buf.fill(0xee);
-        let r = sys::raw_read(fd.as_raw_fd(), self.buf.as_mut_ptr() as usize, VC_MAXMSGSIZE);
+        let r = sys::raw_read(
+            fd.as_raw_fd(),
+            self.buf.as_mut_ptr() as usize,
+            VC_MAXMSGSIZE,
+        );
         self.t.expect("serve read", &r, READ_ERRNOS);
         let Ok(n) = r else { return };
         let addr = self.buf.as_mut_ptr() as usize;
         self.check_venus_read(minor, addr, VC_MAXMSGSIZE, n);
-        let Some(h) = sys::read_struct::<InHdr>(&self.buf) else { return };
+        let Some(h) = sys::read_struct::<InHdr>(&self.buf) else {
+            return;
+        };
         if h.opcode == CODA_SIGNAL || n < IN_HDR_SIZE + 8 {
             return;
         }
-        let want = u32::from_ne_bytes(self.buf[IN_HDR_SIZE..IN_HDR_SIZE + 4].try_into().unwrap()) as usize;
+        let want =
+            u32::from_ne_bytes(self.buf[IN_HDR_SIZE..IN_HDR_SIZE + 4].try_into().unwrap()) as usize;
         let times = match self.rng.below(10) {
             0 => 0,
             1 => 2,
             _ => 1,
         };
-        let len = if self.rng.chance(1, 10) { 300 } else { want.clamp(OUT_HDR_SIZE, VC_MAXMSGSIZE) };
+        let len = if self.rng.chance(1, 10) {
+            300
+        } else {
+            want.clamp(OUT_HDR_SIZE, VC_MAXMSGSIZE)
+        };
         let mut reply = vec![0u8; len];
         let oh = OutHdr {
             opcode: h.opcode,
@@ -759,7 +853,8 @@ impl Worker {
         reply[..OUT_HDR_SIZE].copy_from_slice(oh.as_bytes());
         for _ in 0..times {
             let r = sys::raw_write(fd.as_raw_fd(), reply.as_ptr() as usize, reply.len());
-            self.t.expect("serve write", &r, &[Errno::ESRCH, Errno::EINVAL]);
+            self.t
+                .expect("serve write", &r, &[Errno::ESRCH, Errno::EINVAL]);
         }
     }
 
@@ -816,7 +911,8 @@ impl Worker {
         let Some((fd, kind)) = self.sh.pick(&mut self.rng, None) else {
             return;
         };
-        let s = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap_or_default();
+        let s = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+            .unwrap_or_default();
         let key = match kind {
             Kind::Cfs(_) => "coda_minor:",
             Kind::Ctl => "coda_devices:",
@@ -831,10 +927,12 @@ impl Worker {
         match sys::ctl_stats(&self.ctl, minor) {
             Ok(st) => {
                 if let Err(e) = sys::check_balance(&st) {
-                    self.t.bad(format!("stats of cfs{minor} do not balance: {e}"));
+                    self.t
+                        .bad(format!("stats of cfs{minor} do not balance: {e}"));
                 }
                 if st.minor != minor {
-                    self.t.bad(format!("stats of cfs{minor} say minor {}", st.minor));
+                    self.t
+                        .bad(format!("stats of cfs{minor} say minor {}", st.minor));
                 }
             }
             Err(e) => self.t.bad(format!("CODA_CTL_IOC_STATS: {e}")),
@@ -848,11 +946,14 @@ pub fn run(a: &FuzzArgs, rep: &mut Report) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    println!("# psdev-fuzz: seed {seed} ({} threads, {} s); repeat with --seed {seed}", a.threads, a.secs);
+    println!(
+        "# psdev-fuzz: seed {seed} ({} threads, {} s); repeat with --seed {seed}",
+        a.threads, a.secs
+    );
     sys::install_signal_handlers();
     let devices = sys::devices();
     let timeout = sys::timeout_secs();
-    let before: Vec<_> = (0..devices).map(|m| sys::stats(m)).collect();
+    let before: Vec<_> = (0..devices).map(sys::stats).collect();
     let sh = Arc::new(Shared {
         devices,
         pool: Mutex::new(Vec::new()),
@@ -917,7 +1018,12 @@ pub fn run(a: &FuzzArgs, rep: &mut Report) {
     }
     let sent = sig.stop();
     let hang = if finished < a.threads {
-        let mut s = format!("{} of {} threads still busy {:?} after stop", a.threads - finished, a.threads, limit);
+        let mut s = format!(
+            "{} of {} threads still busy {:?} after stop",
+            a.threads - finished,
+            a.threads,
+            limit
+        );
         if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
             for e in rd.flatten() {
                 let st = std::fs::read_to_string(e.path().join("stack")).unwrap_or_default();
@@ -943,7 +1049,11 @@ pub fn run(a: &FuzzArgs, rep: &mut Report) {
     }
     rep.check(
         "fuzz: every result is one the uapi allows",
-        if tally.violations.is_empty() { Ok(()) } else { Err(tally.violations.join("\n")) },
+        if tally.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(tally.violations.join("\n"))
+        },
     );
     // Venus goes away: every device must be quiet and balanced.
     sh.pool.lock().unwrap().clear();
@@ -969,6 +1079,10 @@ pub fn run(a: &FuzzArgs, rep: &mut Report) {
     }
     rep.check(
         "fuzz: after Venus closes, nothing outstanding and the counters balance",
-        if bad.is_empty() { Ok(()) } else { Err(bad.join("\n")) },
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        },
     );
 }

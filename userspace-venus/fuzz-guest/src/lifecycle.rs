@@ -83,7 +83,10 @@ pub fn run(a: &LifecycleArgs, rep: &mut Report) {
     sys::install_signal_handlers();
     if sys::loaded() {
         if let Err(e) = sys::rmmod() {
-            rep.check("lifecycle: unload the module left loaded", Err(e.to_string()));
+            rep.check(
+                "lifecycle: unload the module left loaded",
+                Err(e.to_string()),
+            );
             return;
         }
     }
@@ -94,17 +97,32 @@ pub fn run(a: &LifecycleArgs, rep: &mut Report) {
     }
     let old = kill_venus(a, rep);
     restart(&old, rep);
-    rep.check("lifecycle: rmmod refused while a device is open, clean after", rmmod_busy(&a.ko));
-    rep.check(&format!("lifecycle: load/unload {} times", a.loads), load_unload(a));
+    rep.check(
+        "lifecycle: rmmod refused while a device is open, clean after",
+        rmmod_busy(&a.ko),
+    );
+    rep.check(
+        &format!("lifecycle: load/unload {} times", a.loads),
+        load_unload(a),
+    );
 }
 
 /// SIGKILL a Venus process with `outstanding` calls waiting (half read by it, half still
 /// queued): every caller returns ENODEV promptly. Returns the uniques the dead Venus read.
 fn kill_venus(a: &LifecycleArgs, rep: &mut Report) -> Vec<u32> {
-    let name = format!("lifecycle: Venus SIGKILLed with {} calls outstanding, every caller gets ENODEV", a.outstanding);
+    let name = format!(
+        "lifecycle: Venus SIGKILLed with {} calls outstanding, every caller gets ENODEV",
+        a.outstanding
+    );
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = match Command::new(exe)
-        .args(["venus-child", "--minor", "0", "--read", &(a.outstanding / 2).to_string()])
+        .args([
+            "venus-child",
+            "--minor",
+            "0",
+            "--read",
+            &(a.outstanding / 2).to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
     {
@@ -128,18 +146,20 @@ fn kill_venus(a: &LifecycleArgs, rep: &mut Report) -> Vec<u32> {
     for _ in 0..a.outstanding {
         let tx = tx.clone();
         let msg = work::request(&mut rng, CODA_GETATTR, 16, 0);
-        let h = std::thread::Builder::new().stack_size(64 << 10).spawn(move || {
-            let ctl = match sys::open_dev(sys::CTL_PATH, false) {
-                Ok(f) => f,
-                Err(_) => {
-                    let _ = tx.send((Err(Errno::EBADF), Instant::now()));
-                    return;
-                }
-            };
-            let mut out = [0u8; 64];
-            let r = sys::ctl_call(ctl.as_raw_fd(), 0, 0, &msg, &mut out).map(|_| ());
-            let _ = tx.send((r, Instant::now()));
-        });
+        let h = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let ctl = match sys::open_dev(sys::CTL_PATH, false) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ = tx.send((Err(Errno::EBADF), Instant::now()));
+                        return;
+                    }
+                };
+                let mut out = [0u8; 64];
+                let r = sys::ctl_call(ctl.as_raw_fd(), 0, 0, &msg, &mut out).map(|_| ());
+                let _ = tx.send((r, Instant::now()));
+            });
         if h.is_ok() {
             spawned += 1;
         }
@@ -173,22 +193,48 @@ fn kill_venus(a: &LifecycleArgs, rep: &mut Report) -> Vec<u32> {
         bad.push(format!("only {spawned} caller threads started"));
     }
     if !all_in {
-        bad.push(format!("outstanding never reached {spawned}: {:?}", st.map(|s| s.outstanding)));
+        bad.push(format!(
+            "outstanding never reached {spawned}: {:?}",
+            st.map(|s| s.outstanding)
+        ));
     }
     if let Some(st) = st {
-        println!("# before the kill: outstanding {} pending {} processing {}", st.outstanding, st.pending, st.processing);
+        println!(
+            "# before the kill: outstanding {} pending {} processing {}",
+            st.outstanding, st.pending, st.processing
+        );
     }
     if results.len() != spawned {
-        bad.push(format!("{} of {spawned} callers did not return within 30 s of the kill", spawned - results.len()));
+        bad.push(format!(
+            "{} of {spawned} callers did not return within 30 s of the kill",
+            spawned - results.len()
+        ));
     }
-    let not_enodev: Vec<_> = results.iter().filter(|(r, _)| *r != Err(Errno::ENODEV)).map(|(r, _)| *r).collect();
+    let not_enodev: Vec<_> = results
+        .iter()
+        .filter(|(r, _)| *r != Err(Errno::ENODEV))
+        .map(|(r, _)| *r)
+        .collect();
     if !not_enodev.is_empty() {
-        bad.push(format!("{} callers did not get ENODEV: {:?}", not_enodev.len(), &not_enodev[..not_enodev.len().min(5)]));
+        bad.push(format!(
+            "{} callers did not get ENODEV: {:?}",
+            not_enodev.len(),
+            &not_enodev[..not_enodev.len().min(5)]
+        ));
     }
-    let slowest = results.iter().map(|(_, t)| t.saturating_duration_since(killed_at)).max().unwrap_or_default();
-    println!("# all {} callers returned within {slowest:?} of the SIGKILL", results.len());
+    let slowest = results
+        .iter()
+        .map(|(_, t)| t.saturating_duration_since(killed_at))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "# all {} callers returned within {slowest:?} of the SIGKILL",
+        results.len()
+    );
     if slowest > Duration::from_secs(10) {
-        bad.push(format!("the last caller returned {slowest:?} after the kill"));
+        bad.push(format!(
+            "the last caller returned {slowest:?} after the kill"
+        ));
     }
     match after {
         Ok(st) => {
@@ -203,7 +249,14 @@ fn kill_venus(a: &LifecycleArgs, rep: &mut Report) -> Vec<u32> {
         }
         Err(e) => bad.push(e),
     }
-    rep.check(&name, if bad.is_empty() { Ok(()) } else { Err(bad.join("\n")) });
+    rep.check(
+        &name,
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        },
+    );
     uniques
 }
 
@@ -219,7 +272,12 @@ fn restart(old: &[u32], rep: &mut Report) {
         let fd = sys::open_dev(&sys::cfs_path(0), true).map_err(|e| format!("reopen cfs0: {e}"))?;
         match sys::open_dev(&sys::cfs_path(0), true) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            r => return Err(format!("second open of cfs0: {:?}, want EBUSY", r.map(|_| ()))),
+            r => {
+                return Err(format!(
+                    "second open of cfs0: {:?}, want EBUSY",
+                    r.map(|_| ())
+                ))
+            }
         }
         let raw = fd.as_raw_fd();
         let reply = |unique: u32| {
@@ -290,7 +348,10 @@ fn restart(old: &[u32], rep: &mut Report) {
             Err(bad.join("\n"))
         }
     })();
-    rep.check("lifecycle: Venus restarts; old and never-issued uniques are ESRCH", r);
+    rep.check(
+        "lifecycle: Venus restarts; old and never-issued uniques are ESRCH",
+        r,
+    );
 }
 
 fn rmmod_busy(ko: &std::path::Path) -> Result<(), String> {
@@ -299,7 +360,9 @@ fn rmmod_busy(ko: &std::path::Path) -> Result<(), String> {
         let fd = sys::open_dev(&path, true).map_err(|e| format!("open {path}: {e}"))?;
         match sys::rmmod() {
             Err(Errno::EAGAIN) => {}
-            r => bad.push(format!("rmmod with {path} open: {r:?}, want EAGAIN (EWOULDBLOCK)")),
+            r => bad.push(format!(
+                "rmmod with {path} open: {r:?}, want EAGAIN (EWOULDBLOCK)"
+            )),
         }
         if !sys::loaded() {
             bad.push(format!("module unloaded with {path} open"));
@@ -326,14 +389,25 @@ fn load_unload(a: &LifecycleArgs) -> Result<(), String> {
     let mut rng = Rng::new(a.seed ^ 0x10ad);
     let t0 = Instant::now();
     for i in 0..a.loads {
-        let devices = 1 + rng.below(16);
+        // Mostly a few devices (each load costs most of a second under emulation), now and
+        // then the most.
+        let devices = if rng.chance(1, 10) {
+            16
+        } else {
+            1 + rng.below(4)
+        };
         let max = 1 + rng.below(2048);
-        sys::insmod(&a.ko, &format!("devices={devices} max_outstanding={max} timeout=5"))
-            .map_err(|e| format!("load {i}: {e}"))?;
+        sys::insmod(
+            &a.ko,
+            &format!("devices={devices} max_outstanding={max} timeout=5"),
+        )
+        .map_err(|e| format!("load {i}: {e}"))?;
         let minor = rng.below(devices) as u32;
         {
-            let venus = sys::open_dev(&sys::cfs_path(minor), true).map_err(|e| format!("load {i}: open cfs{minor}: {e}"))?;
-            let ctl = sys::open_dev(sys::CTL_PATH, true).map_err(|e| format!("load {i}: open ctl: {e}"))?;
+            let venus = sys::open_dev(&sys::cfs_path(minor), true)
+                .map_err(|e| format!("load {i}: open cfs{minor}: {e}"))?;
+            let ctl = sys::open_dev(sys::CTL_PATH, true)
+                .map_err(|e| format!("load {i}: open ctl: {e}"))?;
             // An asynchronous upcall left unread: the close must free it.
             let msg = work::request(&mut rng, CODA_GETATTR, 16, work::TAG_NO_REPLY);
             sys::ctl_call(ctl.as_raw_fd(), minor, CODA_CTL_ASYNC, &msg, &mut [])

@@ -6,8 +6,8 @@
 //! crash, privilege, fault-injection and stress checks. Each prints `ok - <name>` or
 //! `not ok - <name>` per check and ends with `N passed, M failed`.
 
-mod fuzz;
 mod faults;
+mod fuzz;
 mod hostile;
 mod lifecycle;
 mod soak;
@@ -37,6 +37,10 @@ enum Cmd {
     Faults(faults::FaultArgs),
     /// Bounded stress with Venus restarts and signals (module loaded).
     Soak(soak::SoakArgs),
+    /// Callers over the max_outstanding bound under a storm of signals (module loaded small).
+    Bound(soak::BoundArgs),
+    /// Callers over the bound while Venus reads nothing end within the timeout.
+    RoomTimeout,
     /// Internal: a Venus process for `lifecycle` to kill.
     #[command(hide = true)]
     VenusChild(lifecycle::VenusChildArgs),
@@ -46,7 +50,10 @@ enum Cmd {
 }
 
 /// Runs `f` on another thread and waits at most `limit` for it; `None` if it is stuck.
-pub fn join_within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub fn join_within<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -63,6 +70,8 @@ fn main() {
         Cmd::Hostile => hostile::run(&mut rep),
         Cmd::Faults(a) => faults::run(a, &mut rep),
         Cmd::Soak(a) => soak::run(a, &mut rep),
+        Cmd::Bound(a) => soak::bound(a, &mut rep),
+        Cmd::RoomTimeout => soak::room_timeout(&mut rep),
         Cmd::VenusChild(a) => std::process::exit(lifecycle::venus_child(a)),
         Cmd::TryOpen(a) => std::process::exit(hostile::try_open(a)),
     }

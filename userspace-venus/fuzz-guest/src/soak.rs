@@ -31,7 +31,52 @@ pub struct SoakArgs {
 
 pub fn run(a: &SoakArgs, rep: &mut Report) {
     let r = soak(a);
-    rep.check(&format!("soak ({} s, {} callers, {} Venus threads, restarts)", a.secs, a.callers, a.venus_threads), r);
+    rep.check(
+        &format!(
+            "soak ({} s, {} callers, {} Venus threads, restarts)",
+            a.secs, a.callers, a.venus_threads
+        ),
+        r,
+    );
+}
+
+/// Takes statistics snapshots as fast as it can: the uapi's balance holds in every one.
+struct Monitor {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Monitor {
+    fn start(minor: u32) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            let mut n = 0;
+            let Ok(ctl) = sys::open_dev(sys::CTL_PATH, true) else {
+                return (0, vec!["monitor: cannot open the control device".into()]);
+            };
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(st) = sys::ctl_stats(&ctl, minor) {
+                    n += 1;
+                    if let Err(e) = sys::check_balance(&st) {
+                        if bad.len() < 5 {
+                            bad.push(format!("mid-run snapshot {n}: {e}"));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            (n, bad)
+        });
+        Self { stop, handle }
+    }
+
+    fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().unwrap_or_default()
+    }
 }
 
 fn soak(a: &SoakArgs) -> Result<(), String> {
@@ -50,7 +95,13 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
     let callers = work::Callers::start(work::CallerOpts {
         minor: a.minor,
         threads: a.callers,
-        ops: &[CODA_GETATTR, CODA_LOOKUP, CODA_ACCESS, CODA_CLOSE, CODA_STATFS],
+        ops: &[
+            CODA_GETATTR,
+            CODA_LOOKUP,
+            CODA_ACCESS,
+            CODA_CLOSE,
+            CODA_STATFS,
+        ],
         async_permille: 30,
         async_op: CODA_FSYNC,
         eio_permille: 10,
@@ -59,17 +110,25 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
         seed: a.seed,
     })?;
     let sig = work::Signaller::start(callers.targets.clone(), 3000, a.seed);
+    let monitor = Monitor::start(a.minor);
     let end = Instant::now() + Duration::from_secs(a.secs);
     let mut restarts = 0;
     let mut vc = work::VenusCounts::default();
     let mut peak = 0;
+    let mut mid_run = Vec::new();
     while Instant::now() < end {
         let gap = rng.below(2 * a.restart_ms + 1);
-        std::thread::sleep(Duration::from_millis(gap).min(end.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(gap).min(end.saturating_duration_since(Instant::now())),
+        );
         if let Ok(st) = sys::stats(a.minor) {
             peak = peak.max(st.outstanding);
-            // Balance holds at every instant, not just at the end.
-            sys::check_balance(&st).map_err(|e| format!("mid-run: {e}"))?;
+            // The uapi's balance holds in every snapshot, not just at the end.
+            if let Err(e) = sys::check_balance(&st) {
+                if mid_run.len() < 5 {
+                    mid_run.push(format!("mid-run snapshot: {e}"));
+                }
+            }
         }
         if Instant::now() >= end {
             break;
@@ -80,14 +139,18 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
         venus = Some(work::Venus::start(vopts(rng.next()))?);
         restarts += 1;
     }
-    let res = crate::join_within(Duration::from_secs(sys::timeout_secs() + 30), move || callers.stop())
-        .ok_or("callers stuck: a call did not return within the module timeout")?;
+    let res = crate::join_within(Duration::from_secs(sys::timeout_secs() + 30), move || {
+        callers.stop()
+    })
+    .ok_or("callers stuck: a call did not return within the module timeout")?;
     let signals = sig.stop();
     vc.add(venus.take().unwrap().stop());
+    let (snapshots, imbalances) = monitor.stop();
+    mid_run.extend(imbalances);
     let after = sys::stats(a.minor)?;
     let d = work::delta(&before, &after);
     println!(
-        "# soak: {restarts} Venus restarts, {signals} signals; callers: ok {} async {} EINTR {} ETIMEDOUT {} \
+        "# soak: {restarts} Venus restarts, {signals} signals, {snapshots} statistics snapshots; callers: ok {} async {} EINTR {} ETIMEDOUT {} \
          ENODEV {} EIO {}; longest call {:?}; peak outstanding seen {peak}",
         res.total(|o| o.ok),
         res.total(|o| o.async_ok),
@@ -104,6 +167,7 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
     println!("# cfs{}: {}", a.minor, sys::describe(&after));
     let mut bad: Vec<String> = res.violations.iter().take(10).cloned().collect();
     bad.extend(vc.violations.iter().take(10).cloned());
+    bad.extend(mid_run);
     if let Err(e) = sys::check_quiet(&after) {
         bad.push(e);
     }
@@ -116,11 +180,145 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
     // The longest wait is bounded by the module's timeout (plus scheduling under emulation).
     let t = sys::timeout_secs();
     if t > 0 && res.longest > Duration::from_secs(t + 10) {
-        bad.push(format!("a call took {:?}, module timeout {t} s", res.longest));
+        bad.push(format!(
+            "a call took {:?}, module timeout {t} s",
+            res.longest
+        ));
     }
     if bad.is_empty() {
         Ok(())
     } else {
         Err(bad.join("\n"))
     }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BoundArgs {
+    #[arg(long, default_value_t = 6)]
+    pub secs: u64,
+    #[arg(long, default_value_t = 8)]
+    pub callers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Callers beyond the module's bound (`max_outstanding`, load it small) wait for room; under
+/// a storm of signals every room freed must still reach a waiter. Once the signals stop,
+/// the callers must all finish while Venus serves: a caller left asleep with nothing
+/// outstanding is a lost wake-up (with `timeout=0` nothing else would end its wait).
+pub fn bound(a: &BoundArgs, rep: &mut Report) {
+    sys::install_signal_handlers();
+    let r = (|| -> Result<(), String> {
+        let max = sys::module_param("max_outstanding").unwrap_or(0);
+        let venus = work::Venus::start(work::VenusOpts {
+            minor: 0,
+            threads: 2,
+            delay_permille: 300,
+            downcall_permille: 0,
+            make_it_fail: false,
+            seed: a.seed,
+        })?;
+        let callers = work::Callers::start(work::CallerOpts {
+            minor: 0,
+            threads: a.callers,
+            ops: &[CODA_GETATTR],
+            async_permille: 0,
+            async_op: CODA_FSYNC,
+            eio_permille: 0,
+            silent_permille: 0,
+            make_it_fail: false,
+            seed: a.seed,
+        })?;
+        let sig = work::Signaller::start(callers.targets.clone(), 300, a.seed);
+        std::thread::sleep(Duration::from_secs(a.secs));
+        let signals = sig.stop();
+        let targets = callers.targets.clone();
+        let stopped = crate::join_within(Duration::from_secs(15), move || callers.stop());
+        let st = sys::stats(0)?;
+        let mut bad = Vec::new();
+        let res = match stopped {
+            Some(r) => r,
+            None => {
+                bad.push(format!(
+                    "callers still waiting 15 s after the signals stopped, with max_outstanding {max} and \
+                     outstanding {} pending {} processing {}: a wake-up for room was lost",
+                    st.outstanding, st.pending, st.processing
+                ));
+                // Free them so the test can end: Venus's close wakes every waiter.
+                let mut rng = Rng::new(1);
+                for _ in 0..1000 {
+                    targets.signal_one(&mut rng, nix::sys::signal::Signal::SIGUSR1);
+                }
+                let vc = venus.stop();
+                let _ = vc;
+                return Err(bad.join("\n"));
+            }
+        };
+        let vc = venus.stop();
+        println!(
+            "# bound {max}: {signals} signals; callers ok {} EINTR {}; Venus replies {}",
+            res.total(|o| o.ok),
+            res.total(|o| o.eintr),
+            vc.replies
+        );
+        bad.extend(res.violations.iter().take(5).cloned());
+        bad.extend(vc.violations.iter().take(5).cloned());
+        if let Err(e) = sys::check_quiet(&sys::stats(0)?) {
+            bad.push(e);
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        }
+    })();
+    rep.check(
+        "bound: no lost wake-up for callers waiting for room under signals",
+        r,
+    );
+}
+
+/// How long callers beyond the bound wait when Venus reads nothing: each call should end
+/// within the module's timeout (as the parameter says: the time an upcall waits for its
+/// reply). Load the module with `max_outstanding=1` and a short `timeout`.
+pub fn room_timeout(rep: &mut Report) {
+    sys::install_signal_handlers();
+    let r = (|| -> Result<(), String> {
+        let t = sys::timeout_secs();
+        if t == 0 {
+            return Err("needs a module timeout".into());
+        }
+        let _venus = sys::open_dev(&sys::cfs_path(0), true).map_err(|e| e.to_string())?;
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100 * i));
+                    let ctl = sys::open_dev(sys::CTL_PATH, false).map_err(|e| e.to_string())?;
+                    let msg = work::request(&mut Rng::new(i), CODA_GETATTR, 16, 0);
+                    let mut out = [0u8; 64];
+                    let t0 = Instant::now();
+                    let r =
+                        sys::ctl_call(std::os::fd::AsRawFd::as_raw_fd(&ctl), 0, 0, &msg, &mut out);
+                    Ok::<_, String>((r.map(|_| ()), t0.elapsed()))
+                })
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for h in handles {
+            let (r, took) = h.join().map_err(|_| "caller panicked")??;
+            println!("# call: {r:?} after {took:?}");
+            if took > Duration::from_secs(t) + Duration::from_secs(2) {
+                bad.push(format!("a call took {took:?} ({r:?}) with timeout {t} s"));
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        }
+    })();
+    rep.check(
+        "bound: a caller waiting for room still ends within the module timeout",
+        r,
+    );
 }

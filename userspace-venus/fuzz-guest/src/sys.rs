@@ -116,7 +116,11 @@ pub fn ctl_call(
         out_len: 0,
         unique: 0,
     };
-    raw_ioctl(ctl, CODA_CTL_IOC_CALL, c.as_mut_bytes().as_mut_ptr() as usize)?;
+    raw_ioctl(
+        ctl,
+        CODA_CTL_IOC_CALL,
+        c.as_mut_bytes().as_mut_ptr() as usize,
+    )?;
     Ok(c)
 }
 
@@ -198,21 +202,31 @@ pub fn describe(st: &PsdevStats) -> String {
     )
 }
 
-/// A module parameter of the loaded module.
+/// A parameter the module was loaded with. The module's parameters are not in sysfs, so
+/// whoever loads it says them in the environment (`CODA_PSDEV_<NAME>`, as the guest script
+/// does); sysfs is read should they ever appear there.
 pub fn module_param(name: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/sys/module/coda_psdev/parameters/{name}"))
-        .ok()?
+    let env = format!("CODA_PSDEV_{}", name.to_uppercase());
+    std::env::var(env)
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string(format!("/sys/module/coda_psdev/parameters/{name}")).ok()
+        })?
         .trim()
         .parse()
         .ok()
 }
 
-/// Number of /dev/cfsN of the loaded module.
+/// Number of /dev/cfsN of the loaded module: the first minor the statistics ioctl refuses.
 pub fn devices() -> u32 {
-    module_param("devices").unwrap_or(4) as u32
+    let Ok(ctl) = open_dev(CTL_PATH, true) else {
+        return 0;
+    };
+    (0..64).find(|&m| ctl_stats(&ctl, m).is_err()).unwrap_or(64)
 }
 
-/// The call timeout of the loaded module, in seconds (0: none).
+/// The call timeout of the loaded module, in seconds (0: none); 30, the module's default,
+/// when unknown.
 pub fn timeout_secs() -> u64 {
     module_param("timeout").unwrap_or(30)
 }

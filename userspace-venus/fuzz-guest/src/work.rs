@@ -19,7 +19,16 @@ use coda_msg::IN_HDR_SIZE;
 use coda_msg::OUT_HDR_SIZE;
 use coda_msg::VC_MAXMSGSIZE;
 use nix::errno::Errno;
+use nix::poll::poll;
+use nix::poll::PollFd;
+use nix::poll::PollFlags;
+use nix::poll::PollTimeout;
+use nix::sys::pthread::pthread_kill;
+use nix::sys::pthread::pthread_self;
+use nix::sys::pthread::Pthread;
+use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
@@ -141,13 +150,8 @@ fn venus_thread(fd: &OwnedFd, stop: &AtomicBool, o: VenusOpts, mut rng: Rng) -> 
     let mut buf = vec![0u8; VC_MAXMSGSIZE];
     let raw = fd.as_raw_fd();
     while !stop.load(Ordering::Relaxed) {
-        let mut pfd = libc::pollfd {
-            fd: raw,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
+        let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut pfd, PollTimeout::from(20u16)), Ok(n) if n > 0) {
             continue;
         }
         let n = match sys::raw_read(raw, buf.as_mut_ptr() as usize, buf.len()) {
@@ -160,19 +164,22 @@ fn venus_thread(fd: &OwnedFd, stop: &AtomicBool, o: VenusOpts, mut rng: Rng) -> 
         };
         let msg = &buf[..n];
         let Some(h) = sys::read_struct::<InHdr>(msg) else {
-            c.violations.push(format!("read {n} bytes, shorter than a header"));
+            c.violations
+                .push(format!("read {n} bytes, shorter than a header"));
             continue;
         };
         if h.opcode == CODA_SIGNAL {
             c.signals += 1;
             if n != IN_HDR_SIZE || h.pid != 0 || h.pgid != 0 || h.uid != 0 {
-                c.violations.push(format!("CODA_SIGNAL of {n} bytes: {h:?}"));
+                c.violations
+                    .push(format!("CODA_SIGNAL of {n} bytes: {h:?}"));
             }
             continue;
         }
         c.requests += 1;
         if n < IN_HDR_SIZE + BODY {
-            c.violations.push(format!("request of {n} bytes: not one we sent"));
+            c.violations
+                .push(format!("request of {n} bytes: not one we sent"));
             continue;
         }
         let (reply_len, tag) = (u32_at(msg, IN_HDR_SIZE), u32_at(msg, IN_HDR_SIZE + 4));
@@ -197,17 +204,23 @@ fn venus_thread(fd: &OwnedFd, stop: &AtomicBool, o: VenusOpts, mut rng: Rng) -> 
         loop {
             match sys::raw_write(raw, reply.as_ptr() as usize, reply.len()) {
                 Ok(w) if w == reply.len() => c.replies += 1,
-                Ok(w) => c.violations.push(format!("short write {w} of {}", reply.len())),
+                Ok(w) => c
+                    .violations
+                    .push(format!("short write {w} of {}", reply.len())),
                 Err(Errno::ESRCH) => c.esrch += 1,
                 Err(Errno::EINVAL) if reply.len() > OUT_CAP => c.einval += 1,
-                Err(Errno::ENOMEM | Errno::EINTR) if tries < 1000 && !stop.load(Ordering::Relaxed) => {
+                Err(Errno::ENOMEM | Errno::EINTR)
+                    if tries < 1000 && !stop.load(Ordering::Relaxed) =>
+                {
                     c.enomem += 1;
                     tries += 1;
                     std::thread::sleep(Duration::from_micros(200));
                     continue;
                 }
                 Err(Errno::ENOMEM) => c.enomem += 1,
-                Err(e) => c.violations.push(format!("reply of {} bytes: {e}", reply.len())),
+                Err(e) => c
+                    .violations
+                    .push(format!("reply of {} bytes: {e}", reply.len())),
             }
             break;
         }
@@ -263,7 +276,7 @@ pub struct CallerOpts {
 
 /// A thread the signaller may interrupt while it is registered.
 pub struct Targets {
-    threads: Mutex<Vec<(libc::pthread_t, bool)>>,
+    threads: Mutex<Vec<(Pthread, bool)>>,
 }
 
 impl Targets {
@@ -275,8 +288,7 @@ impl Targets {
 
     /// Registers the calling thread; returns its token for [`Self::leave`].
     pub fn enter(&self) -> usize {
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() };
+        let me = pthread_self();
         let mut t = self.threads.lock().unwrap();
         t.push((me, true));
         t.len() - 1
@@ -288,15 +300,16 @@ impl Targets {
     }
 
     /// Sends `sig` to one live registered thread chosen with `rng`; false if none is live.
-    pub fn signal_one(&self, rng: &mut Rng, sig: libc::c_int) -> bool {
+    pub fn signal_one(&self, rng: &mut Rng, sig: Signal) -> bool {
         let t = self.threads.lock().unwrap();
         let live: Vec<_> = t.iter().filter(|(_, a)| *a).map(|(p, _)| *p).collect();
         if live.is_empty() {
             return false;
         }
         let p = live[rng.index(live.len())];
-        // SAFETY: the thread is live: it marks itself dead under this lock before exiting.
-        unsafe { libc::pthread_kill(p, sig) };
+        // The thread is live: it marks itself dead under this lock before exiting, so `p`
+        // cannot name a thread that is gone.
+        let _ = pthread_kill(p, sig);
         true
     }
 }
@@ -464,7 +477,7 @@ impl Signaller {
             let mut sent = 0;
             while !s.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_micros(rng.below(2 * mean_gap_us + 1)));
-                if targets.signal_one(&mut rng, libc::SIGUSR1) {
+                if targets.signal_one(&mut rng, Signal::SIGUSR1) {
                     sent += 1;
                 }
             }
@@ -514,10 +527,26 @@ pub fn check_outcomes(d: &coda_msg::PsdevStats, r: &CallerResult) -> Result<(), 
                 bad.push(format!("op {op}: {name}: {detail}"));
             }
         };
-        rel("replies == calls that returned a reply", o.replies == x.ok, format!("{} vs {}", o.replies, x.ok));
-        rel("bad_replies == EIO", o.bad_replies == x.eio, format!("{} vs {}", o.bad_replies, x.eio));
-        rel("timeouts == ETIMEDOUT", o.timeouts == x.etimedout, format!("{} vs {}", o.timeouts, x.etimedout));
-        rel("interrupts <= EINTR", intr <= x.eintr, format!("{intr} vs {}", x.eintr));
+        rel(
+            "replies == calls that returned a reply",
+            o.replies == x.ok,
+            format!("{} vs {}", o.replies, x.ok),
+        );
+        rel(
+            "bad_replies == EIO",
+            o.bad_replies == x.eio,
+            format!("{} vs {}", o.bad_replies, x.eio),
+        );
+        rel(
+            "timeouts == ETIMEDOUT",
+            o.timeouts == x.etimedout,
+            format!("{} vs {}", o.timeouts, x.etimedout),
+        );
+        rel(
+            "interrupts <= EINTR",
+            intr <= x.eintr,
+            format!("{intr} vs {}", x.eintr),
+        );
         rel(
             "aborted <= ENODEV + async",
             o.aborted <= x.enodev + x.async_ok,
@@ -529,7 +558,11 @@ pub fn check_outcomes(d: &coda_msg::PsdevStats, r: &CallerResult) -> Result<(), 
             format!("{} vs {}", o.async_read, x.async_ok),
         );
         let lower = x.ok + x.eio + x.etimedout + x.async_ok;
-        rel("calls >= replied + EIO + timed out + async", o.calls >= lower, format!("{} vs {lower}", o.calls));
+        rel(
+            "calls >= replied + EIO + timed out + async",
+            o.calls >= lower,
+            format!("{} vs {lower}", o.calls),
+        );
         if !x.other.is_empty() {
             bad.push(format!("op {op}: errno outside the uapi: {:?}", x.other));
         }
