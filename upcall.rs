@@ -738,6 +738,8 @@ impl VenusComm {
         if len > up.out_cap.unwrap_or(0) {
             self.finish(st, &up, Phase::Failed(EIO));
             st.stats.op[op_index(up.opcode)].bad_replies += 1;
+            drop(g);
+            up.done.notify_all();
             return Err(EINVAL);
         }
         Ok(PendingReply { upcall: up })
@@ -755,10 +757,14 @@ impl VenusComm {
         ops.replies += 1;
         ops.bytes_out += bytes.len() as u64;
         self.finish(st, &up, Phase::Replied(bytes));
+        drop(g);
+        // Woken after the unlock: the caller's first act is to take this lock.
+        up.done.notify_all();
         Ok(())
     }
 
-    /// Settles a request Venus read with `outcome` and wakes its caller.
+    /// Settles a request Venus read with `outcome`; the caller of `finish` wakes its
+    /// waiter once the lock is dropped.
     fn finish(&self, st: &mut CommState, up: &Arc<Upcall>, outcome: Phase) {
         *up.phase.access_mut(st) = outcome;
         st.unlist(up);
@@ -767,7 +773,6 @@ impl VenusComm {
         st.stats.mem_bytes -= upcall_size(up.msg.len());
         st.release_unit(self);
         st.update_gauges();
-        up.done.notify_all();
     }
 
     /// Counts a downcall Venus wrote, and one that was refused.

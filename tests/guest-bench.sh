@@ -2,12 +2,13 @@
 # Runs inside the guest (scripts/bench.sh through scripts/vm-run.sh): every measurement of
 # issue 6 in one boot, appended to OUT/raw.jsonl for `bench report`.
 #
-# usage: tests/guest-bench.sh OUT CODA_PSDEV_KO CODA_KO
-# Order: row 1 (no module); ours (coda_psdev.ko) rows 2, 4, 5, 6; then the C coda.ko rows
-# 3, 4, 5, 6. Only one of the two modules is loaded at a time (both name /dev/cfs0), and
+# usage: tests/guest-bench.sh OUT CODA_PSDEV_KO CODA_KO [quick]
+# Order: rounds of rows 1-4 (ours, then C coda, in each), then rows 5 and 6 for ours and
+# for C coda. Only one of the two modules is loaded at a time (both name /dev/cfs0), and
 # coda.ko is reloaded before every mount: Venus must close its device before the unmount,
-# and the device must not be opened again after it (see docs/TOOLCHAIN.md).
-# Environment: BENCH_QUICK=1 makes every measurement short (for trying the script out).
+# and the device must not be opened again after it (coda_put_super() destroys its mutex).
+# "quick" makes every measurement short, for trying the script out (the guest does not
+# inherit the host's environment, so it is an argument).
 set -u
 out=${1:?usage: $0 OUT CODA_PSDEV_KO CODA_KO}
 ko=${2:?}
@@ -17,15 +18,18 @@ bin=$repo/userspace-venus/target/release
 raw=$out/raw.jsonl
 rm -f "$raw" "$out/venus.log"
 
-if [ "${BENCH_QUICK:-0}" = 1 ]; then
+if [ "${4:-}" = quick ]; then
+	rounds=1
 	rtt=(--iters 300 --runs 2 --warmup 50)
 	tput=(--secs 0.3 --runs 1 --callers 1,8)
 	counts=0,10,1000
 	park=(--iters 300 --runs 2 --warmup 50)
 	sig=(--iters 30 --runs 2 --warmup 3)
 else
-	rtt=(--iters 2000 --runs 5 --warmup 200)
-	tput=(--secs 1 --runs 3 --callers 1,2,8,64)
+	# Per round; the table's medians are over all rounds' runs.
+	rounds=3
+	rtt=(--iters 1500 --runs 2 --warmup 200)
+	tput=(--secs 1 --runs 2 --callers 1,2,8,64)
 	counts=0,10,100,1000,10000
 	park=(--iters 1000 --runs 5 --warmup 100)
 	sig=(--iters 200 --runs 5 --warmup 10)
@@ -44,6 +48,10 @@ run() {
 	echo "bench: -- $name took $((SECONDS - t0)) s" >&2
 }
 B() { "$bin/bench" --raw "$raw" "$@"; }
+# Latency measurements run with both ends on CPU 0: under emulation a wake-up across vCPUs
+# is an emulated IPI, and its cost (the host scheduling the other vCPU thread) made
+# unpinned round trips flip between two modes at random. Throughput uses both CPUs.
+P() { B --cpu 0 "$@"; }
 
 # 10,000 parked callers are 10,000 threads.
 echo 100000 >/proc/sys/kernel/threads-max
@@ -54,10 +62,11 @@ mnt=$work/mnt
 mkdir -p "$mnt" "$work/cache"
 
 venus=
-venus_start() { # THREADS [ARGS...]
-	local t=$1
+venus_start() { # THREADS [ARGS...]; with pin=1 in the environment, on CPU 0
+	local t=$1 pre=()
 	shift
-	"$bin/venus" --device /dev/cfs0 -t "$t" --cache-dir "$work/cache" "$@" 2>>"$out/venus.log" &
+	[ "${pin:-0}" = 1 ] && pre=(taskset -c 0)
+	"${pre[@]}" "$bin/venus" --device /dev/cfs0 -t "$t" --cache-dir "$work/cache" "$@" 2>>"$out/venus.log" &
 	venus=$!
 }
 venus_stop() {
@@ -83,31 +92,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Row 1: the floor.
-run "pipe ping-pong" B pingpong --kind pipe "${rtt[@]}"
-run "eventfd ping-pong" B pingpong --kind eventfd "${rtt[@]}"
-
-# Ours. The timeout stays a real one (a timed wait per call, as by default) but long
-# enough for 10,000 parked calls.
-insmod "$ko" devices=1 max_outstanding=16384 timeout=300 || { echo "bench: insmod $ko failed" >&2; exit 1; }
-opens=0
-for readers in 1 2; do
-	venus_start "$readers"
-	opens=$((opens + 1))
-	run "stub ready" B wait-open --opens $opens
-	if [ "$readers" = 1 ]; then
-		run "ours round trip 20 B" B ctl-rtt --size 20 "${rtt[@]}"
-		run "ours round trip 4 KiB" B ctl-rtt --size 4096 "${rtt[@]}"
-	fi
-	run "ours throughput, $readers reader(s)" B throughput --system ours --readers "$readers" "${tput[@]}"
-	venus_stop
-done
-run "ours outstanding" B outstanding --system ours --counts "$counts" "${park[@]}"
-run "ours interrupted call" B signal --system ours "${sig[@]}"
-run "ours counters" B counters --id ours_counters
-rmmod coda_psdev
-
-# C coda: reloaded before every mount.
 coda_up() { # THREADS: coda.ko with the stub serving a mount
 	insmod "$coda_ko" && venus_start "$1" --mount "$mnt" && wait_mount
 }
@@ -116,23 +100,71 @@ coda_down() {
 	mountpoint -q "$mnt" && umount "$mnt"
 	rmmod coda
 }
-for readers in 1 2; do
-	if coda_up "$readers"; then
-		[ "$readers" = 1 ] && run "C coda statfs round trip" B statfs-rtt --mnt "$mnt" "${rtt[@]}"
-		run "C coda throughput, $readers reader(s)" B throughput --system coda --readers "$readers" --mnt "$mnt" "${tput[@]}"
+ours_up() {
+	insmod "$ko" devices=1 max_outstanding=16384 timeout=300
+}
+
+# Rows 1-4 in rounds, each round one run of every measurement: load on the host drifts,
+# and a ratio is only fair between runs made close together. coda.ko is reloaded before
+# every mount.
+for round in $(seq "$rounds"); do
+	echo "bench: round $round of $rounds" >&2
+	if ours_up; then
+		opens=0
+		# readers "1p": one reader on CPU 0, for the pinned round trips.
+		for readers in 1p 1 2; do
+			if [ "$readers" = 1p ]; then pin=1 venus_start 1; else venus_start "$readers"; fi
+			opens=$((opens + 1))
+			run "stub ready" B wait-open --opens $opens
+			if [ "$readers" = 1p ]; then
+				run "pipe ping-pong" P pingpong --kind pipe "${rtt[@]}"
+				run "ours round trip 20 B" P ctl-rtt --size 20 "${rtt[@]}"
+				run "eventfd ping-pong" P pingpong --kind eventfd "${rtt[@]}"
+				run "ours round trip 4 KiB" P ctl-rtt --size 4096 "${rtt[@]}"
+			else
+				run "ours throughput, $readers reader(s)" B throughput --system ours --readers "$readers" "${tput[@]}"
+			fi
+			venus_stop
+		done
+		rmmod coda_psdev
 	else
-		echo "bench: FAILED: the stub did not mount coda" >&2
+		echo "bench: FAILED: insmod $ko" >&2
 		failed=$((failed + 1))
 	fi
-	coda_down
+	for readers in 1p 1 2; do
+		if [ "$readers" = 1p ]; then pin=1 coda_up 1; else coda_up "$readers"; fi
+		if [ $? = 0 ]; then
+			if [ "$readers" = 1p ]; then
+				run "pipe ping-pong" P pingpong --kind pipe "${rtt[@]}"
+				run "C coda statfs round trip" P statfs-rtt --mnt "$mnt" "${rtt[@]}"
+			else
+				run "C coda throughput, $readers reader(s)" B throughput --system coda --readers "$readers" --mnt "$mnt" "${tput[@]}"
+			fi
+		else
+			echo "bench: FAILED: the stub did not mount coda" >&2
+			failed=$((failed + 1))
+		fi
+		coda_down
+	done
 done
+
+# Rows 5 and 6 once each: parking 10,000 callers is the slow part. The control: the floor
+# with as many threads blocked (in a futex) in the measuring process as row 5 parks.
+top=${counts##*,}
+run "pipe ping-pong, $top idle threads" P pingpong --kind pipe --idle-threads "$top" "${park[@]}"
+if ours_up; then
+	run "ours outstanding" P outstanding --system ours --counts "$counts" "${park[@]}"
+	run "ours interrupted call" P signal --system ours "${sig[@]}"
+	run "ours counters" B counters --id ours_counters
+	rmmod coda_psdev
+fi
 # 10,000 callers released at once each print coda.ko's "Unexpected interruption.": keep
 # them off the (slow, emulated) serial console.
 dmesg -n 1
-insmod "$coda_ko" && run "C coda outstanding" B outstanding --system coda --mnt "$mnt" --counts "$counts" "${park[@]}"
+insmod "$coda_ko" && run "C coda outstanding" P outstanding --system coda --mnt "$mnt" --counts "$counts" "${park[@]}"
 rmmod coda
 dmesg -n 5
-insmod "$coda_ko" && run "C coda interrupted call" B signal --system coda --mnt "$mnt" "${sig[@]}"
+insmod "$coda_ko" && run "C coda interrupted call" P signal --system coda --mnt "$mnt" "${sig[@]}"
 rmmod coda
 
 echo "bench: $failed measurement(s) failed" >&2

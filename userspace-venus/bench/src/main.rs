@@ -37,6 +37,11 @@ struct Cli {
     /// File the measurements are appended to, one JSON record a line.
     #[arg(long, default_value = "bench-raw.jsonl", global = true)]
     raw: PathBuf,
+    /// Pin this process, and every thread and process it starts, to this CPU. Under
+    /// emulation a wake-up across vCPUs is an emulated IPI whose cost is the host's
+    /// scheduling of the other vCPU thread: latency measurements pin both ends to one CPU.
+    #[arg(long, global = true)]
+    cpu: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -73,6 +78,9 @@ enum Cmd {
     Pingpong {
         #[arg(long, value_enum)]
         kind: Channel,
+        /// Threads to keep blocked in this process meanwhile (a control for row 5).
+        #[arg(long, default_value_t = 0)]
+        idle_threads: usize,
         #[command(flatten)]
         reps: Reps,
     },
@@ -149,6 +157,17 @@ enum Cmd {
         #[command(flatten)]
         reps: Reps,
     },
+    /// The benchmark's own Venus process (see venus.rs), started by `outstanding` and
+    /// `signal`.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        device: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        readers: usize,
+        #[arg(long)]
+        mount: Option<PathBuf>,
+    },
     /// Waits until Venus has opened /dev/cfs<minor> `opens` times in all (ours).
     WaitOpen {
         #[arg(long)]
@@ -194,11 +213,25 @@ fn setup(system: System, dev: &Device, mnt: PathBuf) -> Setup {
 
 fn run(cli: Cli) -> io::Result<()> {
     let raw = cli.raw;
+    if let Some(cpu) = cli.cpu {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        // Threads and children inherit the calling thread's affinity.
+        rustix::thread::sched_setaffinity(None, &set)
+            .map_err(|e| io::Error::other(format!("pinning to CPU {cpu}: {e}")))?;
+    }
     match cli.cmd {
         Cmd::Echo { size, iters } => pingpong::echo(size, iters),
-        Cmd::Pingpong { kind, reps } => {
-            pingpong::measure(kind, reps.iters, reps.runs, reps.warmup)?.save(&raw)
-        }
+        Cmd::Serve {
+            device,
+            readers,
+            mount,
+        } => venus::serve(&device, readers, mount.as_deref()),
+        Cmd::Pingpong {
+            kind,
+            idle_threads,
+            reps,
+        } => pingpong::measure(kind, reps.iters, reps.runs, reps.warmup, idle_threads)?.save(&raw),
         Cmd::CtlRtt { size, dev, reps } => {
             let target = Target::Ctl {
                 ctl: Arc::new(Ctl::open(&dev.ctl)?),
@@ -327,9 +360,10 @@ fn run(cli: Cli) -> io::Result<()> {
             rec.save(&raw)
         }
         Cmd::Report { out, meta } => {
-            let records = stats::load(&raw)?;
+            let measured = stats::load(&raw)?;
+            let records = stats::merge(measured.clone());
             let meta: BTreeMap<String, String> = meta.into_iter().collect();
-            let (lines, verdicts) = report::build(&records);
+            let (lines, verdicts) = report::build(&records, &measured);
             std::fs::create_dir_all(&out)?;
             report::write_json(&meta, &lines, &verdicts, &records, &out.join("bench.json"))?;
             report::write_csv(&lines, &out.join("bench.csv"))?;

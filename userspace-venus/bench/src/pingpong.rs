@@ -126,15 +126,49 @@ fn one_run(ch: Channel, iters: usize, warmup: usize) -> io::Result<RunStat> {
     Ok(RunStat::from_latencies(&mut lat))
 }
 
-pub fn measure(ch: Channel, iters: usize, runs: usize, warmup: usize) -> io::Result<Record> {
+/// Row 1; with `idle_threads` > 0, the control for row 5: as many threads as there are
+/// parked callers there, blocked in a futex in the measuring process, no upcalls at all.
+pub fn measure(
+    ch: Channel,
+    iters: usize,
+    runs: usize,
+    warmup: usize,
+    idle_threads: usize,
+) -> io::Result<Record> {
     let (id, what) = match ch {
         Channel::Pipe => ("pipe", "pipe ping-pong, 1 byte each way"),
         Channel::Eventfd => ("eventfd", "eventfd ping-pong"),
     };
-    let mut rec = Record::new(id, 1, "limit", what);
+    let mut rec = if idle_threads > 0 {
+        let mut r = Record::new(
+            format!("{id}_idle_{idle_threads}"),
+            5,
+            "limit",
+            format!("{what}, {idle_threads} idle threads"),
+        );
+        r.outstanding = Some(idle_threads as u64);
+        r
+    } else {
+        Record::new(id, 1, "limit", what)
+    };
     rec.size = Some(ch.size() as u32);
-    for _ in 0..runs {
-        rec.runs.push(one_run(ch, iters, warmup)?);
-    }
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let hold = std::sync::Mutex::new(hold);
+    std::thread::scope(|s| {
+        for _ in 0..idle_threads {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(s, || {
+                    // Every thread sleeps on the one lock until the sender is dropped.
+                    let _ = hold.lock().map(|rx| rx.recv());
+                })?;
+        }
+        let r = (0..runs).try_for_each(|_| {
+            rec.runs.push(one_run(ch, iters, warmup)?);
+            Ok::<(), io::Error>(())
+        });
+        drop(release);
+        r
+    })?;
     Ok(rec.finish())
 }

@@ -145,6 +145,31 @@ pub fn load(path: &Path) -> std::io::Result<Vec<Record>> {
         .collect()
 }
 
+/// Joins the records of one id (the rounds of a measurement) into one: the runs of all of
+/// them, extras averaged; in the order the ids first appear.
+pub fn merge(records: Vec<Record>) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in records {
+        match seen.get_mut(&r.id) {
+            Some((i, n)) => {
+                let m = &mut out[*i];
+                m.runs.extend(r.runs);
+                for (k, v) in r.extra {
+                    let e = m.extra.entry(k).or_insert(0.0);
+                    *e = (*e * *n as f64 + v) / (*n + 1) as f64;
+                }
+                *n += 1;
+            }
+            None => {
+                seen.insert(r.id.clone(), (out.len(), 1));
+                out.push(r);
+            }
+        }
+    }
+    out.into_iter().map(Record::finish).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +184,31 @@ mod tests {
         assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median([4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median([]), None);
+    }
+
+    #[test]
+    fn merge_rounds() {
+        let mk = |id: &str, p50: f64, x: f64| {
+            let mut r = Record::new(id, 1, "limit", id);
+            r.runs.push(RunStat {
+                p50_us: p50,
+                p99_us: p50,
+                ..Default::default()
+            });
+            r.extra.insert("x".into(), x);
+            r.finish()
+        };
+        let m = merge(vec![
+            mk("a", 1.0, 2.0),
+            mk("b", 5.0, 0.0),
+            mk("a", 3.0, 4.0),
+            mk("a", 2.0, 6.0),
+        ]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].id, "a");
+        assert_eq!(m[0].runs.len(), 3);
+        assert_eq!(m[0].p50_us, Some(2.0));
+        assert_eq!(m[0].extra["x"], 4.0);
     }
 
     #[test]

@@ -41,6 +41,15 @@ use nix::sys::signal::Signal;
 use rustix::fs::Mode;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+use rustix::mount::fsconfig_create;
+use rustix::mount::fsconfig_set_fd;
+use rustix::mount::fsmount;
+use rustix::mount::fsopen;
+use rustix::mount::move_mount;
+use rustix::mount::FsMountFlags;
+use rustix::mount::FsOpenFlags;
+use rustix::mount::MountAttrFlags;
+use rustix::mount::MoveMountFlags;
 
 /// What the Venus process saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,13 +191,7 @@ fn answer(ih: &InHdr, out: &mut [u8]) -> Option<usize> {
         result: 0,
     };
     let put = match ih.opcode {
-        coda_msg::CODA_ROOT => coda_msg::put_struct(
-            out,
-            &RootOut {
-                oh,
-                vfid: ROOT_FID,
-            },
-        ),
+        coda_msg::CODA_ROOT => coda_msg::put_struct(out, &RootOut { oh, vfid: ROOT_FID }),
         coda_msg::CODA_GETATTR => coda_msg::put_struct(
             out,
             &GetattrOut {
@@ -238,7 +241,6 @@ fn root_attr() -> CodaVattr {
 
 /// Mounts coda.ko's device `dev` on `dir` (the new mount API: no unsafe mount data).
 fn mount_coda(dev: impl AsFd, dir: &Path) -> io::Result<()> {
-    use rustix::mount::*;
     let fs = fsopen("coda", FsOpenFlags::FSOPEN_CLOEXEC)?;
     fsconfig_set_fd(&fs, "fd", dev)?;
     fsconfig_create(&fs)?;
@@ -275,7 +277,10 @@ impl MiniVenus {
             cmd.arg("--mount").arg(m);
         }
         let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no pipe"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no pipe"))?;
         let (tx, events) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -368,7 +373,10 @@ mod tests {
         let n = answer(&hdr(coda_msg::CODA_STATFS), &mut out).unwrap();
         assert_eq!(n, std::mem::size_of::<StatfsOut>());
         let oh = coda_msg::out_hdr(&out[..n]).unwrap();
-        assert_eq!((oh.opcode, oh.unique, oh.result), (coda_msg::CODA_STATFS, 9, 0));
+        assert_eq!(
+            (oh.opcode, oh.unique, oh.result),
+            (coda_msg::CODA_STATFS, 9, 0)
+        );
         assert!(answer(&hdr(coda_msg::CODA_LOOKUP), &mut out).is_none());
         assert!(answer(&hdr(coda_msg::CODA_SIGNAL), &mut out).is_none());
         let n = answer(&hdr(coda_msg::CODA_MKDIR), &mut out).unwrap();
