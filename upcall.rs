@@ -535,11 +535,7 @@ impl VenusComm {
         })
     }
 
-    /// Sleeps until `up` has an outcome, giving up on a signal or the timeout.
-    pub(crate) fn wait(&self, up: &Arc<Upcall>) -> Result<KVec<u8>> {
-        self.wait_for(up, self.deadline())
-    }
-
+    /// Sleeps until `up` has an outcome, giving up on a signal or when `left` runs out.
     fn wait_for(&self, up: &Arc<Upcall>, mut left: Option<Jiffies>) -> Result<KVec<u8>> {
         let mut g = self.lock();
         loop {
@@ -956,8 +952,8 @@ mod tests {
         // Out of order, and B shorter than its room: each caller gets its own bytes.
         venus_reply(&comm, b.unique, 20, 0xbb)?;
         venus_reply(&comm, a.unique, 64, 0xaa)?;
-        let ra = comm.wait(&a)?;
-        let rb = comm.wait(&b)?;
+        let ra = comm.wait_for(&a, comm.deadline())?;
+        let rb = comm.wait_for(&b, comm.deadline())?;
         assert_eq!((ra.len(), ra[63]), (64, 0xaa));
         assert_eq!((rb.len(), rb[19]), (20, 0xbb));
         // A second reply to the same unique finds nobody.
@@ -972,7 +968,7 @@ mod tests {
         let a = comm.submit(request(1)?, Some(16))?;
         venus_read(&comm)?;
         assert!(matches!(venus_reply(&comm, a.unique, 17, 0), Err(e) if e == EINVAL));
-        assert!(matches!(comm.wait(&a), Err(e) if e == EIO));
+        assert!(matches!(comm.wait_for(&a, comm.deadline()), Err(e) if e == EIO));
         comm.venus_close();
         Ok(())
     }
@@ -985,7 +981,7 @@ mod tests {
         })?;
         let a = comm.submit(request(1)?, Some(64))?;
         venus_read(&comm)?;
-        assert!(matches!(comm.wait(&a), Err(e) if e == ETIMEDOUT));
+        assert!(matches!(comm.wait_for(&a, comm.deadline()), Err(e) if e == ETIMEDOUT));
         // Venus had read it, so it hears of the timeout.
         assert_eq!(venus_read(&comm)?, Some((true, a.unique, 0)));
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].timeouts, 1);
@@ -1000,8 +996,8 @@ mod tests {
         let b = comm.submit(request(2)?, Some(64))?;
         venus_read(&comm)?;
         comm.venus_close();
-        assert!(matches!(comm.wait(&a), Err(e) if e == ENODEV));
-        assert!(matches!(comm.wait(&b), Err(e) if e == ENODEV));
+        assert!(matches!(comm.wait_for(&a, comm.deadline()), Err(e) if e == ENODEV));
+        assert!(matches!(comm.wait_for(&b, comm.deadline()), Err(e) if e == ENODEV));
         assert!(matches!(comm.submit(request(3)?, Some(64)), Err(e) if e == ENODEV));
         let st = stats(&comm)?;
         assert_eq!(
@@ -1034,7 +1030,7 @@ mod tests {
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls, 2);
         venus_read(&comm)?;
         venus_reply(&comm, a.unique, 12, 0)?;
-        comm.wait(&a)?;
+        comm.wait_for(&a, comm.deadline())?;
         let mut waited = 0;
         while stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls < 3 && waited < 50 {
             fsleep(Delta::from_millis(100));
