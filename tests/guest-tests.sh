@@ -17,7 +17,7 @@ echo "== harness"
 [ "${PIPESTATUS[0]}" = 0 ] || rc=1
 
 echo "== reliability: syscall fuzzer, lifecycle, hostile callers, fault injection, soak"
-bash "$repo/tests/guest-reliability.sh" "$repo" 2>&1 | tee "$out/reliability.log"
+LOADS=100 bash "$repo/tests/guest-reliability.sh" "$repo" 2>&1 | tee "$out/reliability.log"
 [ "${PIPESTATUS[0]}" = 0 ] || rc=1
 
 if [ -x "$repo/tests/peer-coda.sh" ] && [ -x "$bin/venus" ]; then
