@@ -114,10 +114,9 @@ impl<T: FileOps> MiscReg<T> {
                 misc.name = name_ptr;
                 misc.fops = &Vtable::<T>::FOPS;
                 misc.mode = 0o600;
-                // SAFETY: the initialiser may write `slot`, which stays pinned until `drop`
-                // deregisters it. `name` and `ctx` are initialised first (field order
-                // above): the name outlives the registration, and an `open` racing with
-                // registration finds the context.
+                // `name` and `ctx` are initialised first (field order above): the name
+                // outlives the registration, and an `open` racing with it finds the context.
+                // SAFETY: the initialiser may write `slot`, pinned until `drop` deregisters it.
                 unsafe { slot.write(misc) };
                 // SAFETY: `slot` holds a valid `miscdevice`.
                 to_result(unsafe { bindings::misc_register(slot) })

@@ -56,7 +56,7 @@ P() { B --cpu 0 "$@"; }
 # 10,000 parked callers are 10,000 threads.
 echo 100000 >/proc/sys/kernel/threads-max
 # Containers and the mount point on a tmpfs of our own (the guest's /tmp may be the host's).
-work=$(mktemp -d /tmp/bench.XXXXXX)
+work=$(mktemp -d)
 mount -t tmpfs -o size=256m bench "$work" || { echo "bench: no tmpfs" >&2; exit 1; }
 mnt=$work/mnt
 mkdir -p "$mnt" "$work/cache"

@@ -19,11 +19,11 @@ export LC_ALL=C
 
 venus=${1:?usage: $0 VENUS_BINARY}
 . "$(dirname "$0")/peer-seed.sh"
-out=${PEER_OUT:-$(mktemp -d /tmp/peer-coda.XXXXXX)}
+out=${PEER_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 # Containers, the FIFO and the mount point live on a tmpfs of our own: the guest's /tmp
 # may be the host's, shared over 9p, which has no FIFOs or O_TMPFILE.
-work=$(mktemp -d /tmp/peer-coda-work.XXXXXX)
+work=$(mktemp -d)
 mount -t tmpfs -o size=256m peer-coda "$work" || { echo "Bail out! tmpfs"; exit 1; }
 mnt=$work/mnt seed=$work/seed cache=$work/cache fifo=$work/control
 mkdir "$mnt" "$seed" "$cache"

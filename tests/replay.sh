@@ -60,7 +60,7 @@ done
 
 # The FIFO and the containers need a file system with FIFOs and O_TMPFILE (the guest's
 # /tmp may be the host's over 9p), as in the peer test.
-work=$(mktemp -d /tmp/replay-work.XXXXXX)
+work=$(mktemp -d)
 mount -t tmpfs -o size=256m replay "$work" || { echo "Bail out! tmpfs"; exit 1; }
 seed=$work/seed cache=$work/cache fifo=$work/control
 mkdir "$seed" "$cache"
