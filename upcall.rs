@@ -298,11 +298,17 @@ impl CommState {
         comm.room.notify_one();
     }
 
+    /// Messages waiting for Venus: CODA_SIGNALs and requests.
+    fn queued(&self) -> usize {
+        self.signals.len() + self.requests.len()
+    }
+
     fn update_gauges(&mut self) {
+        let pending = self.queued() as u64;
         let st = &mut self.stats;
         st.outstanding = self.outstanding as u64;
         st.peak_outstanding = st.peak_outstanding.max(st.outstanding);
-        st.pending = (self.requests.len() + self.signals.len()) as u64;
+        st.pending = pending;
     }
 }
 
@@ -790,7 +796,7 @@ impl VenusComm {
     /// Whether a message waits for Venus.
     pub(crate) fn readable(&self) -> bool {
         let g = self.lock();
-        g.signals.len() + g.requests.len() > 0
+        g.queued() > 0
     }
 
     pub(crate) fn readers(&self) -> &PollCondVar {
@@ -800,10 +806,10 @@ impl VenusComm {
     /// Sleeps until a message is queued; true if a signal ended the sleep.
     pub(crate) fn wait_readable(&self) -> bool {
         let mut g = self.lock();
-        while g.signals.len() + g.requests.len() == 0 {
+        while g.queued() == 0 {
             if self.readers.wait_interruptible(&mut g) {
                 // Another reader may have been skipped by our exclusive wake-up.
-                if g.signals.len() + g.requests.len() > 0 {
+                if g.queued() > 0 {
                     self.readers.notify_one();
                 }
                 return true;
