@@ -10,6 +10,11 @@ use kernel::sync::Arc;
 use crate::coda_msg;
 use crate::upcall::VenusComm;
 
+/// `coda_psdev_upcall` flag: queue the upcall, await no reply.
+pub(crate) const UPCALL_ASYNC: u32 = 1;
+/// `coda_psdev_upcall` flag: only SIGKILL ends the wait (the file system's `hard` mount).
+pub(crate) const UPCALL_NOINTR: u32 = 2;
+
 /// The file system's downcall handler: `(minor, message, length) -> errno`.
 pub(crate) type DowncallFn = unsafe extern "C" fn(i32, *mut u8, i32) -> i32;
 
@@ -56,6 +61,16 @@ pub(crate) fn withdraw() {
     *FS_DOWNCALL.lock() = None;
 }
 
+/// Linux's Coda file system says "Venus is not there" with ENXIO, where the engine says
+/// ENODEV: its users see the errno they always saw.
+fn venus_gone_is_enxio(e: Error) -> Error {
+    if e == ENODEV {
+        ENXIO
+    } else {
+        e
+    }
+}
+
 fn comm(index: i32) -> Result<Arc<VenusComm>> {
     let b = FS_BRIDGE.lock();
     usize::try_from(index)
@@ -66,11 +81,13 @@ fn comm(index: i32) -> Result<Arc<VenusComm>> {
 }
 
 /// An upcall from the file system: `buf` holds the request and receives the reply.
-pub(crate) fn upcall(index: i32, buf: &mut [u8], in_len: usize) -> Result<usize> {
+pub(crate) fn upcall(index: i32, buf: &mut [u8], in_len: usize, nointr: bool) -> Result<usize> {
     let comm = comm(index)?;
     let mut msg = KVec::with_capacity(in_len, GFP_KERNEL)?;
     msg.extend_from_slice(buf.get(..in_len).ok_or(EINVAL)?, GFP_KERNEL)?;
-    let reply = comm.call_from_kernel(msg, buf.len())?;
+    let reply = comm
+        .call_from_kernel(msg, buf.len(), nointr)
+        .map_err(venus_gone_is_enxio)?;
     let n = reply.bytes.len();
     buf.get_mut(..n).ok_or(EIO)?.copy_from_slice(&reply.bytes);
     Ok(n)
@@ -82,12 +99,21 @@ pub(crate) fn upcall_async(index: i32, request: &[u8]) -> Result {
     let comm = comm(index)?;
     let mut msg = KVec::with_capacity(request.len(), GFP_KERNEL)?;
     msg.extend_from_slice(request, GFP_KERNEL)?;
-    comm.submit(msg, None).map(|_| ())
+    comm.submit(msg, None)
+        .map(|_| ())
+        .map_err(venus_gone_is_enxio)
 }
 
 /// The index of the `/dev/cfsN` with this misc minor, for the file system's mount.
 pub(crate) fn index_of_minor(minor: u32) -> Option<usize> {
     FS_BRIDGE.lock().minors.iter().position(|&m| m == minor)
+}
+
+/// `umount -f` of the file system on `/dev/cfs<index>`.
+pub(crate) fn abort(index: i32) {
+    if let Ok(c) = comm(index) {
+        c.abort_fs_calls();
+    }
 }
 
 /// Whether Venus has `/dev/cfs<index>` open.

@@ -398,26 +398,33 @@ pub(crate) fn call_downcall(handler: DowncallFn, minor: u32, msg: &mut [u8]) {
 }
 
 /// Makes an upcall for the kernel's Coda file system: `buf` holds `in_size` bytes of
-/// request and has room for `*out_size` bytes of reply, whose length is stored back. With
-/// `out_size` NULL the upcall is asynchronous: queued, and no reply is awaited.
-/// Returns 0 or a negative errno.
+/// request and has room for `*out_size` bytes of reply, whose length is stored back.
+/// `flags` (`coda_rs.h`): `CODA_PSDEV_ASYNC` queues the upcall and awaits no reply
+/// (`out_size` is then ignored and may be NULL); `CODA_PSDEV_NOINTR` lets only SIGKILL end
+/// the wait. Returns 0 or a negative errno.
 ///
 /// # Safety
 ///
 /// `buf` is valid for reads and writes of `max(in_size, *out_size)` bytes (`in_size`
-/// when `out_size` is NULL) and `out_size` is NULL or valid for a read and a write, for
-/// the whole call.
+/// with `CODA_PSDEV_ASYNC`) and, without that flag, `out_size` is valid for a read and a
+/// write, for the whole call.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn coda_psdev_upcall(
     index: c_int,
     buf: *mut c_void,
     in_size: c_int,
     out_size: *mut c_int,
+    flags: u32,
 ) -> c_int {
-    let out = if out_size.is_null() {
+    if flags & !(bridge::UPCALL_ASYNC | bridge::UPCALL_NOINTR) != 0 {
+        return EINVAL.to_errno();
+    }
+    let out = if flags & bridge::UPCALL_ASYNC != 0 {
         None
+    } else if out_size.is_null() {
+        return EINVAL.to_errno();
     } else {
-        // SAFETY: the caller passes a valid `out_size`.
+        // SAFETY: the caller passes a valid `out_size` for a synchronous upcall.
         Some(unsafe { *out_size })
     };
     let Ok(in_len) = usize::try_from(in_size) else {
@@ -434,7 +441,12 @@ pub(crate) unsafe extern "C" fn coda_psdev_upcall(
             Err(e) => e.to_errno(),
         };
     }
-    match bridge::upcall(index, &mut buf[..], in_len) {
+    match bridge::upcall(
+        index,
+        &mut buf[..],
+        in_len,
+        flags & bridge::UPCALL_NOINTR != 0,
+    ) {
         Ok(n) => {
             // SAFETY: as above.
             unsafe { *out_size = n as c_int };
@@ -459,13 +471,20 @@ pub(crate) extern "C" fn coda_psdev_venus_present(index: c_int) -> bool {
     bridge::venus_present(index)
 }
 
+/// A forced unmount of the file system on `/dev/cfs<index>`: its calls in flight end with
+/// EIO.
+#[no_mangle]
+pub(crate) extern "C" fn coda_psdev_abort(index: c_int) {
+    bridge::abort(index);
+}
+
 /// Registers (or with NULL removes) the file system's downcall handler.
 #[no_mangle]
 pub(crate) extern "C" fn coda_psdev_set_downcall(handler: Option<DowncallFn>) {
     bridge::set_downcall(handler);
 }
 
-// EXPORT_SYMBOL_GPL for the four entry points above, as `include/linux/export.h` emits
+// EXPORT_SYMBOL_GPL for the five entry points above, as `include/linux/export.h` emits
 // it: modpost turns the `.export_symbol` entries into the module's symbol table.
 core::arch::global_asm!(
     ".section \".export_symbol\",\"a\"",
@@ -484,6 +503,11 @@ core::arch::global_asm!(
     ".ascii \"\\0\"",
     ".balign 8",
     ".quad coda_psdev_venus_present",
+    "__export_symbol_coda_psdev_abort:",
+    ".asciz \"GPL\"",
+    ".ascii \"\\0\"",
+    ".balign 8",
+    ".quad coda_psdev_abort",
     "__export_symbol_coda_psdev_set_downcall:",
     ".asciz \"GPL\"",
     ".ascii \"\\0\"",

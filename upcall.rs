@@ -98,6 +98,8 @@ pub(crate) struct Upcall {
     /// The request as Venus will read it; never changed once shared.
     msg: KVec<u8>,
     phase: LockedBy<Phase, CommState>,
+    /// A forced unmount of the file system that made the call ends it (with EIO).
+    cancelled: LockedBy<bool, CommState>,
     /// The caller sleeps here.
     #[pin]
     done: CondVar,
@@ -211,6 +213,8 @@ pub(crate) struct CommState {
     /// Synchronous upcalls in flight, at `unique & mask`.
     table: KVVec<Option<Arc<Upcall>>>,
     mask: usize,
+    /// Forced unmounts of the file system so far (see [`VenusComm::abort_fs_calls`]).
+    fs_aborts: u64,
     stats: KBox<PsdevStats>,
 }
 
@@ -332,6 +336,7 @@ impl VenusComm {
             signals: Ring::new(cap)?,
             table,
             mask: slots - 1,
+            fs_aborts: 0,
             stats,
         };
         Arc::pin_init(
@@ -450,9 +455,13 @@ impl VenusComm {
             return Err(EINVAL);
         }
         let mut g = self.lock();
+        let aborts = g.fs_aborts;
         loop {
             if !g.open {
                 return Err(ENODEV);
+            }
+            if from_fs && g.fs_aborts != aborts {
+                return Err(EIO);
             }
             if g.occupied < self.config.max_outstanding {
                 break;
@@ -488,6 +497,7 @@ impl VenusComm {
                 from_fs,
                 msg,
                 phase: LockedBy::new(&self.state, Phase::Queued),
+                cancelled: LockedBy::new(&self.state, false),
                 done <- new_condvar!("Upcall::done"),
             }),
             GFP_KERNEL,
@@ -518,19 +528,32 @@ impl VenusComm {
     /// when `hard` is set), ETIMEDOUT when the timeout runs out, EIO when the reply did not
     /// fit `out_cap`.
     pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
-        self.call_from(msg, out_cap, false)
+        self.call_from(msg, out_cap, false, false)
     }
 
-    /// [`Self::call`] for the kernel's Coda file system.
-    pub(crate) fn call_from_kernel(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
-        self.call_from(msg, out_cap, true)
+    /// [`Self::call`] for the kernel's Coda file system, which may ask for an
+    /// uninterruptible wait (`nointr`) for any opcode, and whose calls a forced unmount
+    /// ends ([`Self::abort_fs_calls`]).
+    pub(crate) fn call_from_kernel(
+        &self,
+        msg: KVec<u8>,
+        out_cap: usize,
+        nointr: bool,
+    ) -> Result<Reply> {
+        self.call_from(msg, out_cap, true, nointr)
     }
 
-    fn call_from(&self, msg: KVec<u8>, out_cap: usize, from_fs: bool) -> Result<Reply> {
+    fn call_from(
+        &self,
+        msg: KVec<u8>,
+        out_cap: usize,
+        from_fs: bool,
+        nointr: bool,
+    ) -> Result<Reply> {
         let opcode = msg
             .get(0..4)
             .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-        let interruptible = !self.config.hard && !coda_msg::is_uninterruptible(opcode);
+        let interruptible = !nointr && !self.config.hard && !coda_msg::is_uninterruptible(opcode);
         // Blocks ordinary signals around both the wait for room and the wait for the reply.
         let _block = (!interruptible).then(SignalBlock::new);
         let mut left = self.deadline();
@@ -547,6 +570,11 @@ impl VenusComm {
         loop {
             if let Some(r) = Self::outcome(&mut g, up) {
                 return r;
+            }
+            if *up.cancelled.access(&g) {
+                // As if the caller were interrupted: Venus hears of it by CODA_SIGNAL.
+                self.give_up(&mut g, up, GiveUp::Signal);
+                return Err(EIO);
             }
             if let Some(why) = Self::sleep(&up.done, &mut g, &mut left) {
                 // A reply that arrived meanwhile wins over the signal or the timeout.
@@ -777,6 +805,26 @@ impl VenusComm {
         st.update_gauges();
     }
 
+    /// A forced unmount (`umount -f`) of the file system on this device: its calls that
+    /// have no reply yet, and those waiting for room, end with EIO. Venus gets CODA_SIGNAL
+    /// for those it read, as for an interrupted call. Control-device calls go on.
+    pub(crate) fn abort_fs_calls(&self) {
+        let mut g = self.lock();
+        let st = &mut *g;
+        st.fs_aborts += 1;
+        for i in 0..st.table.len() {
+            let Some(up) = st.table[i].clone() else {
+                continue;
+            };
+            if up.from_fs {
+                *up.cancelled.access_mut(st) = true;
+                up.done.notify_all();
+            }
+        }
+        drop(g);
+        self.room.notify_all();
+    }
+
     /// Counts a downcall Venus wrote, and one that was refused.
     pub(crate) fn count_downcall(&self, opcode: u32, dropped: u64) {
         let mut g = self.lock();
@@ -944,6 +992,31 @@ mod tests {
         let st = stats(&comm)?;
         assert_eq!(st.op[coda_msg::CODA_STATFS as usize].intr_after_read, 1);
         assert_eq!(st.op[coda_msg::CODA_STATFS as usize].signals_sent, 1);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn forced_unmount_ends_fs_calls() -> Result {
+        let comm = open_comm(CFG)?;
+        let mut left = comm.deadline();
+        let fs_read = comm.submit_from(request(1)?, Some(64), true, &mut left)?;
+        let ctl = comm.submit(request(2)?, Some(64))?;
+        assert_eq!(venus_read(&comm)?, Some((false, fs_read.unique, 1)));
+        let fs_queued = comm.submit_from(request(3)?, Some(64), true, &mut left)?;
+        comm.abort_fs_calls();
+        // The file system's calls end with EIO; Venus hears of the one it read.
+        assert!(matches!(comm.wait_for(&fs_read, comm.deadline()), Err(e) if e == EIO));
+        assert!(matches!(comm.wait_for(&fs_queued, comm.deadline()), Err(e) if e == EIO));
+        assert_eq!(venus_read(&comm)?, Some((true, fs_read.unique, 0)));
+        // The control device's call is untouched and still gets its reply.
+        assert_eq!(venus_read(&comm)?, Some((false, ctl.unique, 2)));
+        assert_eq!(venus_read(&comm)?, None);
+        venus_reply(&comm, ctl.unique, 16, 0xcc)?;
+        assert_eq!(comm.wait_for(&ctl, comm.deadline())?.len(), 16);
+        let st = stats(&comm)?;
+        assert_eq!(st.outstanding, 0);
+        assert_eq!(st.pending, 0);
         comm.venus_close();
         Ok(())
     }

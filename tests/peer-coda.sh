@@ -19,6 +19,7 @@ export LC_ALL=C
 
 venus=${1:?usage: $0 VENUS_BINARY}
 . "$(dirname "$0")/peer-seed.sh"
+. "$(dirname "$0")/tap.sh"
 out=${PEER_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 # Containers, the FIFO and the mount point live on a tmpfs of our own: the guest's /tmp
@@ -32,55 +33,6 @@ replies=$out/replies.rec
 containers=$out/containers.rec
 log=$out/venus.log
 rm -f "$rec" "$replies" "$containers"
-
-fails=0
-checks=0
-todos=0
-pass() { checks=$((checks + 1)); echo "ok - $1"; }
-fail() {
-	checks=$((checks + 1)); fails=$((fails + 1))
-	echo "not ok - $1"
-	shift
-	[ $# -gt 0 ] && printf '#   %s\n' "$@"
-}
-# check NAME CMD...: the command succeeds.
-check() {
-	local name=$1 err
-	shift
-	if err=$("$@" 2>&1); then pass "$name"; else fail "$name" "command: $*" "$err"; fi
-}
-# fails NAME CMD...: the command fails.
-fails() {
-	local name=$1
-	shift
-	if "$@" >/dev/null 2>&1; then fail "$name" "unexpectedly succeeded: $*"; else pass "$name"; fi
-}
-# todo NAME REASON WANT CMD...: like expect, for a known bug of the kernel's C client: a TAP
-# TODO line that does not count as a failure.
-todo() {
-	local name=$1 reason=$2 want=$3 got
-	shift 3
-	checks=$((checks + 1)) todos=$((todos + 1))
-	got=$("$@" 2>&1)
-	if [ "$got" = "$want" ]; then
-		echo "ok - $name # TODO $reason (fixed?)"
-	else
-		echo "not ok - $name # TODO $reason"
-		printf '#   want: %q\n#   got:  %q\n' "$want" "$got"
-	fi
-}
-# expect NAME WANT CMD...: the command succeeds and prints exactly WANT.
-expect() {
-	local name=$1 want=$2 got
-	shift 2
-	got=$("$@" 2>&1)
-	local rc=$?
-	if [ $rc = 0 ] && [ "$got" = "$want" ]; then
-		pass "$name"
-	else
-		fail "$name" "command: $*" "want: $(printf %q "$want")" "got:  $(printf %q "$got") (exit $rc)"
-	fi
-}
 
 venus_pid=
 cleanup() {
@@ -97,6 +49,7 @@ if [ ! -e /dev/cfs0 ]; then
 	insmod "$CODA_KO" || { echo "Bail out! insmod $CODA_KO failed"; exit 1; }
 fi
 
+vlog=$log
 # shellcheck disable=SC2086 # VENUS_ARGS is a list of words
 "$venus" ${VENUS_ARGS:-} "${PEER_VENUS_OPTS[@]}" --cache-dir "$cache" --record "$rec" \
 	--record-replies "$replies" --record-containers "$containers" --control "$fifo" \
@@ -168,7 +121,8 @@ check "mkdir for a directory move" mkdir newdir/d1
 check "mv a directory" mv newdir/d1 sub/d2
 # coda.ko adjusts cached link counts on rename only when it replaces a directory: make it
 # fetch Venus's counts.
-check "control: zapfile both parents" sh -c "echo 'zapfile /newdir' > '$fifo'; echo 'zapfile /sub' > '$fifo'"
+check "control: zapfile /newdir" control "zapfile /newdir"
+check "control: zapfile /sub" control "zapfile /sub"
 expect "dir link counts after the move" "$(printf '2\n2\n3')" stat -c %h sub/d2 newdir sub
 
 # Links.
@@ -210,11 +164,78 @@ check "SIGUSR1 (ZAPDIR root)" kill -USR1 "$venus_pid"
 expect "ls after ZAPDIR" "$(printf 'hello.txt\nlink\nsub')" ls
 for cmd in "zapfile /hello.txt" "zapdir /sub" "purgefid /sub/nested.txt" "purgeuser 0" \
 	"replace /hello.txt" "flush"; do
-	check "control: $cmd" sh -c "echo '$cmd' > '$fifo'"
+	check "control: $cmd" control "$cmd"
 	expect "cat after $cmd" "hello" cat hello.txt
 done
 expect "cat nested after the downcalls" "nested" cat sub/nested.txt
 check "stat after replace" stat hello.txt
+
+
+# Venus goes away while mounted: calls that need it fail cleanly. The recording ends here
+# (tests/replay.sh replays it); a second Venus serves the rest.
+kill -TERM "$venus_pid"
+wait "$venus_pid"
+rc=$?
+venus_pid=
+expect "venus exits 0 on SIGTERM" "0" echo $rc
+fails "no fatal error in the venus log" grep -q fatal "$log"
+expect "downcalls written" "yes" sh -c "grep -q 'exiting after [0-9]* messages, 9 downcalls' '$log' && echo yes || tail -3 '$log'"
+# Coda's open turns every failed CODA_OPEN_BY_FD into EIO; a lookup shows Venus's absence.
+expect "open without Venus fails: EIO" "Input/output error" sh -c 'cat hello.txt 2>&1 | sed "s/.*: //"'
+expect "lookup without Venus fails: ENXIO" "No such device or address" sh -c 'stat new-name 2>&1 | sed "s/.*: //"'
+fails "ls without Venus fails" ls sub
+
+# Venus comes back on the same device without mounting again: the mount works again, with
+# the tree it serves (the seed: the changes above were in the first Venus's memory).
+vlog=$out/venus2.log
+"$venus" ${VENUS_ARGS:-} "${PEER_VENUS_OPTS[@]}" --cache-dir "$cache" --control "$fifo" \
+	"$seed" 2>"$vlog" &
+venus_pid=$!
+check "a new Venus opens the device" wait_log "serving"
+expect "cat after Venus came back" "hello world" cat hello.txt
+expect "ls after Venus came back" "$(printf 'hello.txt\nlink\nsub')" ls
+
+# A file changed on the server: the kernel keeps its cached attributes until Venus sends
+# a downcall, then fetches them again and reads the new data.
+# coda.ko forgets the mount when Venus opens the device again (its psdev open sets
+# vc_sb = NULL), so it drops every downcall of the new Venus, the initial CODA_FLUSH
+# included: a known bug of the C client, a TODO there. Our driver keeps the mount.
+restart_bug="coda.ko drops downcalls after Venus reopens the device (psdev open sets vc_sb = NULL)"
+# after_restart NAME WANT CMD...: expect, or a TODO on coda.ko.
+after_restart() {
+	if [ -d /sys/module/coda ]; then todo "$1" "$restart_bug" "${@:2}"; else expect "$@"; fi
+}
+expect "size cached" "7" stat -c %s sub/nested.txt
+check "control: write /sub/nested.txt (no downcall)" control "write /sub/nested.txt changed at the server"
+expect "size still cached without a downcall" "7" stat -c %s sub/nested.txt
+check "control: zapfile /sub/nested.txt" control "zapfile /sub/nested.txt"
+after_restart "size refetched after ZAPFILE" "22" stat -c %s sub/nested.txt
+expect "changed file is re-read after ZAPFILE" "changed at the server" cat sub/nested.txt
+after_restart "size after the new Venus's CODA_FLUSH" "12" stat -c %s hello.txt
+check "control: write /hello.txt (no downcall)" control "write /hello.txt purged"
+after_restart "size still cached without a downcall (2)" "12" stat -c %s hello.txt
+check "control: purgefid /hello.txt" control "purgefid /hello.txt"
+after_restart "size refetched after PURGEFID" "7" stat -c %s hello.txt
+expect "changed file is re-read after PURGEFID" "purged" cat hello.txt
+
+# Ctrl-C on a cat whose upcall Venus holds: a real ^C on a terminal (script(1)'s pty).
+# The cat ends at once with SIGINT; Venus gets CODA_SIGNAL, and its late reply finds no
+# caller.
+ctrl_c_cat() {
+	{
+		wait_log "holding OPEN_BY_FD" && touch "$work/held"
+		printf '\003'
+		sleep 2
+	} | timeout 120 script -qec "cat $mnt/sub/nested.txt" /dev/null >/dev/null
+	echo $?
+}
+check "control: hold OPEN_BY_FD" control "hold OPEN_BY_FD"
+expect "Ctrl-C on a cat whose upcall Venus holds: SIGINT" "130" ctrl_c_cat
+check "the cat's upcall was held" test -e "$work/held"
+check "Venus gets CODA_SIGNAL for it" wait_log "the caller of held unique=[0-9]* gave up (CODA_SIGNAL)"
+check "control: release" control "release"
+check "the late reply finds no caller (ESRCH)" wait_log "held reply unique=[0-9]*: dropped (ESRCH"
+expect "cat after the interrupted one" "changed at the server" cat sub/nested.txt
 
 cd / || exit 1
 
@@ -223,9 +244,8 @@ kill -TERM "$venus_pid"
 wait "$venus_pid"
 rc=$?
 venus_pid=
-expect "venus exits 0 on SIGTERM" "0" echo $rc
-fails "no fatal error in the venus log" grep -q fatal "$log"
-expect "downcalls written" "yes" sh -c "grep -q 'exiting after [0-9]* messages, 9 downcalls' '$log' && echo yes || tail -3 '$log'"
+expect "second venus exits 0 on SIGTERM" "0" echo $rc
+fails "no fatal error in the second venus log" grep -q fatal "$vlog"
 check "umount" umount "$mnt"
 
 # The recording: length-prefixed upcalls, the first one CODA_ROOT.
@@ -234,5 +254,4 @@ expect "first recorded upcall is CODA_ROOT" "2" sh -c "od -A n -t u4 -j 4 -N 4 '
 expect "first recorded reply is CODA_ROOT's" "2" sh -c "od -A n -t u4 -j 4 -N 4 '$replies' | tr -d ' '"
 check "container data recorded" test -s "$containers"
 
-echo "# $((checks - fails - todos)) of $checks checks passed, $todos TODO; venus log and recording in $out"
-[ "$fails" = 0 ]
+tap_summary "venus logs and recording in $out"

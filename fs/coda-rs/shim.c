@@ -3,8 +3,8 @@
  * The kernel's Coda file system (fs/coda) on the Rust pseudo-device: this file takes the
  * place of fs/coda/psdev.c. The file system's upcalls go to coda_psdev.ko's engine
  * through coda_psdev_upcall(), and Venus's downcalls come back through coda_rs_downcall().
- * scripts/coda-fs.sh copies the other fs/coda sources from the kernel tree and patches
- * the three places that knew psdev.c's internals.
+ * scripts/coda-fs.sh copies the other fs/coda sources from the kernel tree and applies
+ * fs-coda.patch to the places that knew psdev.c's internals.
  */
 #include <linux/module.h>
 #include <linux/fs.h>
@@ -26,6 +26,15 @@ static int coda_rs_downcall(int minor, void *msg, int len)
 	if (minor < 0 || minor >= MAX_CODADEVS)
 		return -ENXIO;
 	return coda_downcall(&coda_comms[minor], out->oh.opcode, out, len);
+}
+
+/* umount -f: the file system's calls waiting for Venus end with EIO, as FUSE's do. */
+void coda_rs_umount_begin(struct super_block *sb)
+{
+	struct venus_comm *vcp = coda_vcp(sb);
+
+	if (vcp)
+		coda_psdev_abort(vcp - coda_comms);
 }
 
 static int __init init_coda_rs(void)

@@ -39,7 +39,11 @@ enum MountApi {
 /// Signals: SIGTERM/SIGINT shut down cleanly (exit 0); SIGUSR1 sends CODA_ZAPDIR for the
 /// root.  The control FIFO takes lines: flush | zapdir PATH | zapfile PATH | purgefid PATH |
 /// replace PATH | purgeuser UID | quit  (PATH relative to the served root, or #N for the
-/// object with inode number N, the second word of its fid).
+/// object with inode number N, the second word of its fid); hold OPCODE (hold the reply to
+/// the next upcall of that opcode, e.g. OPEN_BY_FD, until `release`) | release |
+/// write PATH TEXT (set a file's data to TEXT and a newline, sending no downcall) |
+/// mount DIR (mount the device again, after an unmount).  Each line is answered on stderr
+/// with `venus: control: done: LINE` or `venus: control: failed: LINE: why`.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -205,21 +209,22 @@ fn mount_fsopen(dev: &OwnedFd, dir: &std::ffi::CStr) -> rustix::io::Result<()> {
     )
 }
 
-/// Mounts from its own thread: the kernel makes ROOT and GETATTR upcalls during the mount,
-/// which the readers must be free to answer.
+/// `mount -t coda` of our device on `dir`. Not from a reader thread: the kernel makes
+/// ROOT and GETATTR upcalls during the mount, which the readers must be free to answer.
+fn mount(venus: &Venus, dir: &std::path::Path, api: MountApi) -> Result<(), String> {
+    let cdir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| "mount point holds a NUL".to_string())?;
+    let r = match api {
+        MountApi::Legacy => mount_legacy(&venus.dev, &cdir),
+        MountApi::Fsopen => mount_fsopen(&venus.dev, &cdir).map_err(Into::into),
+    };
+    r.map_err(|e| format!("mount -t coda on {}: {e}", dir.display()))?;
+    eprintln!("venus: mounted on {}", dir.display());
+    Ok(())
+}
+
 fn spawn_mount(venus: Arc<Venus>, dir: PathBuf, api: MountApi) {
-    std::thread::spawn(move || {
-        let cdir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            .unwrap_or_else(|_| fatal("mount point holds a NUL"));
-        let r = match api {
-            MountApi::Legacy => mount_legacy(&venus.dev, &cdir),
-            MountApi::Fsopen => mount_fsopen(&venus.dev, &cdir).map_err(Into::into),
-        };
-        match r {
-            Ok(()) => eprintln!("venus: mounted on {}", dir.display()),
-            Err(e) => fatal(format!("mount -t coda on {}: {e}", dir.display())),
-        }
-    });
+    std::thread::spawn(move || mount(&venus, &dir, api).unwrap_or_else(|e| fatal(e)));
 }
 
 /// Signals, taken synchronously by one thread (they are blocked everywhere else).
@@ -244,10 +249,11 @@ fn spawn_signals(venus: Arc<Venus>, set: SigSet) {
 }
 
 /// One control command; returns an error message for the sender's log.
-fn control_command(venus: &Venus, line: &str) -> Result<(), String> {
-    let mut words = line.split_whitespace();
+fn control_command(venus: &Venus, line: &str, api: MountApi) -> Result<(), String> {
+    let mut words = line.splitn(3, char::is_whitespace);
     let cmd = words.next().unwrap_or("");
     let arg = words.next().unwrap_or("/");
+    let rest = words.next().unwrap_or("");
     let lookup = |p: &str| {
         let t = venus.tree.lock().map_err(|_| "lock poisoned".to_string())?;
         match p.strip_prefix('#') {
@@ -276,11 +282,24 @@ fn control_command(venus: &Venus, line: &str) -> Result<(), String> {
         "zapfile" => venus.send_downcall(CODA_ZAPFILE, lookup(arg)?, 0),
         "purgefid" => venus.send_downcall(CODA_PURGEFID, lookup(arg)?, 0),
         "replace" => venus.send_downcall(CODA_REPLACE, lookup(arg)?, 0),
+        "hold" => {
+            let op = (0..CODA_NCALLS)
+                .find(|&op| opcode_name(op) == arg)
+                .ok_or_else(|| format!("hold: unknown opcode {arg:?}"))?;
+            venus.hold_next(op);
+            Ok(())
+        }
+        "release" => {
+            venus.release();
+            Ok(())
+        }
+        "write" => venus.change_file(lookup(arg)?, format!("{rest}\n").as_bytes()),
+        "mount" => mount(venus, std::path::Path::new(arg), api),
         _ => Err(format!("unknown command {cmd:?}")),
     }
 }
 
-fn spawn_control(venus: Arc<Venus>, fifo: PathBuf) {
+fn spawn_control(venus: Arc<Venus>, fifo: PathBuf, api: MountApi) {
     if !fifo.exists() {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .unwrap_or_else(|e| fatal(format!("mkfifo {}: {e}", fifo.display())));
@@ -291,8 +310,10 @@ fn spawn_control(venus: Arc<Venus>, fifo: PathBuf) {
             .unwrap_or_else(|e| fatal(format!("open {}: {e}", fifo.display())));
         for line in std::io::BufReader::new(f).lines() {
             let line = line.unwrap_or_else(|e| fatal(format!("read {}: {e}", fifo.display())));
-            if let Err(e) = control_command(&venus, line.trim()) {
-                eprintln!("venus: control: {e}");
+            let line = line.trim();
+            match control_command(&venus, line, api) {
+                Ok(()) => eprintln!("venus: control: done: {line}"),
+                Err(e) => eprintln!("venus: control: failed: {line}: {e}"),
             }
         }
     });
@@ -364,7 +385,7 @@ fn main() {
 
     spawn_signals(venus.clone(), sigs);
     if let Some(fifo) = &args.control {
-        spawn_control(venus.clone(), fifo.clone());
+        spawn_control(venus.clone(), fifo.clone(), args.mount_api);
     }
     if let Some(secs) = args.exit_after {
         let v = venus.clone();

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
+use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
 use zerocopy::Immutable;
@@ -116,6 +117,20 @@ pub struct Venus {
     pub downcalls: AtomicU64,
     /// Fid of the last object an upcall named, the target of periodic downcalls.
     last_ino: Mutex<Ino>,
+    /// The control FIFO's `hold`: an upcall whose reply waits for `release`.
+    hold: Mutex<Hold>,
+    released: Condvar,
+}
+
+/// What `hold OPCODE` asked for, and whether a reply is held now.
+#[derive(Default)]
+struct Hold {
+    /// Hold the next upcall with this opcode.
+    next: Option<u32>,
+    /// A reader holds a reply until `release`.
+    holding: bool,
+    /// The unique of the last upcall held.
+    last: Option<u32>,
 }
 
 /// What to send back for one upcall.
@@ -178,6 +193,8 @@ impl Venus {
             served: AtomicU64::new(0),
             downcalls: AtomicU64::new(0),
             last_ino: Mutex::new(ROOT_INO),
+            hold: Mutex::new(Hold::default()),
+            released: Condvar::new(),
         })
     }
 
@@ -193,6 +210,64 @@ impl Venus {
         if !self.stop.swap(true, Ordering::SeqCst) {
             let _ = rustix::io::write(&self.wake_w, b"x");
         }
+        self.release();
+    }
+
+    /// Holds the reply to the next upcall with `opcode` until [`Self::release`], so that a
+    /// test can interrupt or abort the call that waits for it.
+    pub fn hold_next(&self, opcode: u32) {
+        self.hold_state().next = Some(opcode);
+    }
+
+    /// Lets a held reply go.
+    pub fn release(&self) {
+        self.hold_state().holding = false;
+        self.released.notify_all();
+    }
+
+    fn hold_state(&self) -> MutexGuard<'_, Hold> {
+        self.hold
+            .lock()
+            .unwrap_or_else(|_| fatal("hold lock poisoned"))
+    }
+
+    /// Waits for `release` if this upcall is the one `hold` asked for; says so.
+    fn wait_if_held(&self, ih: &InHdr) -> bool {
+        let mut h = self.hold_state();
+        if h.next != Some(ih.opcode) {
+            return false;
+        }
+        h.next = None;
+        h.holding = true;
+        h.last = Some(ih.unique);
+        // Always logged: tests wait for this line.
+        eprintln!(
+            "venus: holding {} unique={}",
+            opcode_name(ih.opcode),
+            ih.unique
+        );
+        while h.holding && !self.stop.load(Ordering::SeqCst) {
+            h = self
+                .released
+                .wait(h)
+                .unwrap_or_else(|_| fatal("hold lock poisoned"));
+        }
+        true
+    }
+
+    /// Changes a file's data as another client would on the server: no downcall, so the
+    /// kernel sees it only once it refetches the attributes.
+    pub fn change_file(&self, ino: Ino, data: &[u8]) -> Result<(), String> {
+        let mut t = self.tree();
+        let n = t.node_mut(ino).map_err(|e| e.to_string())?;
+        let Kind::File(d) = &mut n.kind else {
+            return Err(format!("#{ino} is not a file"));
+        };
+        d.clear();
+        d.extend_from_slice(data);
+        n.mtime = crate::tree::now();
+        n.ctime = n.mtime;
+        Ok(())
     }
 
     /// Reads and answers upcalls until shutdown.
@@ -287,7 +362,19 @@ impl Venus {
         if let Some(d) = self.cfg.delay {
             std::thread::sleep(d);
         }
+        let held = self.wait_if_held(&ih);
         let delivered = self.write_reply(&out[..len]);
+        if held {
+            eprintln!(
+                "venus: held reply unique={}: {}",
+                ih.unique,
+                if delivered {
+                    "delivered"
+                } else {
+                    "dropped (ESRCH: the caller is gone)"
+                }
+            );
+        }
         if let Some((fd, ino)) = fd {
             drop(fd);
             if !delivered {
@@ -605,6 +692,13 @@ impl Venus {
                 // We answer every upcall before reading the next: nothing to cancel.
                 if v {
                     eprintln!("venus:   signal for unique {}", ih.unique);
+                }
+                if self.hold_state().last == Some(ih.unique) {
+                    // Always logged: tests wait for this line.
+                    eprintln!(
+                        "venus: the caller of held unique={} gave up (CODA_SIGNAL)",
+                        ih.unique
+                    );
                 }
                 Ok(Reply::None)
             }
