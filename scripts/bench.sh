@@ -22,6 +22,9 @@ cp Kbuild Makefile ./*.rs "$tmp/"
 make -s -C "$tmp" KDIR="$kdir" >"$res/module-build.log" 2>&1 ||
 	{ cat "$res/module-build.log" >&2; die "module build failed"; }
 cp "$tmp/coda_psdev.ko" "$res/coda_psdev.ko"
+CODA_PSDEV_SYMVERS=$tmp/Module.symvers scripts/coda-fs.sh "$kdir" "$tmp/coda-fs" >>"$res/module-build.log" 2>&1 ||
+	{ cat "$res/module-build.log" >&2; die "coda_rs_fs.ko build failed"; }
+cp "$tmp/coda-fs/coda_rs_fs.ko" "$res/coda_rs_fs.ko"
 (cd userspace-venus && cargo build --release -q -p bench -p venus)
 coda_ko=$kdir/fs/coda/coda.ko
 [ -f "$coda_ko" ] || die "no $coda_ko: the release kernel is built without CODA_FS=m"
@@ -36,7 +39,7 @@ set +e
 quick=
 [ "${BENCH_QUICK:-0}" = 1 ] && quick=quick
 VM_TIMEOUT=${VM_TIMEOUT:-1500} scripts/vm-run.sh --variant release --out "$res/vm" --mem 3G -- \
-	bash tests/guest-bench.sh "$res/vm" "$res/coda_psdev.ko" "$coda_ko" $quick >"$res/vm-run.log" 2>&1
+	bash tests/guest-bench.sh "$res/vm" "$res/coda_psdev.ko" "$coda_ko" "$res/coda_rs_fs.ko" $quick >"$res/vm-run.log" 2>&1
 vm_rc=$?
 set -e
 grep -E '^bench: (--|FAILED)' "$res/vm-run.log" | grep -v ' took ' >&2 || true

@@ -4,6 +4,8 @@
 # so that a real `mount -t coda` sends its upcalls through coda_psdev.ko. Needs
 # coda_psdev.ko built first (its Module.symvers).
 # usage: scripts/coda-fs.sh KDIR OUTDIR
+# Environment: CODA_PSDEV_SYMVERS, the Module.symvers of the coda_psdev.ko built for KDIR
+# (default: the repository's).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 kdir=$1 out=$2
@@ -11,7 +13,8 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 src=$KSRC/fs/coda
 patchfile=$REPO_ROOT/fs/coda-rs/fs-coda.patch
-[ -f "$REPO_ROOT/Module.symvers" ] || die "coda-fs: build coda_psdev.ko first"
+symvers=${CODA_PSDEV_SYMVERS:-$REPO_ROOT/Module.symvers}
+[ -f "$symvers" ] || die "coda-fs: build coda_psdev.ko first (no $symvers)"
 rm -rf "$out"
 mkdir -p "$out"
 for f in cache.c cnode.c inode.c dir.c file.c upcall.c coda_linux.c symlink.c pioctl.c \
@@ -23,4 +26,4 @@ cp "$REPO_ROOT"/fs/coda-rs/{shim.c,coda_rs.h,Kbuild} "$out/"
 patch -s -p1 --dry-run --fuzz=0 -d "$out" <"$patchfile" ||
 	die "coda-fs: fs/coda-rs/fs-coda.patch does not apply cleanly to $src: the kernel's fs/coda changed"
 patch -s -p1 --fuzz=0 --no-backup-if-mismatch -d "$out" <"$patchfile"
-make -s -C "$kdir" M="$out" "${KMAKE_VARS[@]}" KBUILD_EXTRA_SYMBOLS="$REPO_ROOT/Module.symvers" modules
+make -s -C "$kdir" M="$out" "${KMAKE_VARS[@]}" KBUILD_EXTRA_SYMBOLS="$symvers" modules

@@ -2,7 +2,7 @@
 # Runs inside the guest (scripts/bench.sh through scripts/vm-run.sh): every measurement of
 # issue 6 in one boot, appended to OUT/raw.jsonl for `bench report`.
 #
-# usage: tests/guest-bench.sh OUT CODA_PSDEV_KO CODA_KO [quick]
+# usage: tests/guest-bench.sh OUT CODA_PSDEV_KO CODA_KO CODA_RS_FS_KO [quick]
 # Order: rounds of rows 1-4 (ours, then C coda, in each), then rows 5 and 6 for ours and
 # for C coda. Only one of the two modules is loaded at a time (both name /dev/cfs0), and
 # coda.ko is reloaded before every mount: Venus must close its device before the unmount,
@@ -13,12 +13,13 @@ set -u
 out=${1:?usage: $0 OUT CODA_PSDEV_KO CODA_KO}
 ko=${2:?}
 coda_ko=${3:?}
+rs_ko=${4:?}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=$repo/userspace-venus/target/release
 raw=$out/raw.jsonl
 rm -f "$raw" "$out/venus.log"
 
-if [ "${4:-}" = quick ]; then
+if [ "${5:-}" = quick ]; then
 	rounds=1
 	rtt=(--iters 300 --runs 2 --warmup 50)
 	tput=(--secs 0.3 --runs 1 --callers 1,8)
@@ -86,6 +87,7 @@ wait_mount() {
 cleanup() {
 	venus_stop
 	mountpoint -q "$mnt" && umount "$mnt"
+	lsmod | grep -q '^coda_rs_fs ' && rmmod coda_rs_fs
 	lsmod | grep -q '^coda_psdev ' && rmmod coda_psdev
 	lsmod | grep -q '^coda ' && rmmod coda
 	umount "$work" && rmdir "$work"
@@ -146,6 +148,17 @@ for round in $(seq "$rounds"); do
 		fi
 		coda_down
 	done
+	# The same file system (the kernel's fs/coda) built against our driver.
+	if ours_up && insmod "$rs_ko" && pin=1 venus_start 1 --mount "$mnt" && wait_mount; then
+		run "Coda fs on ours statfs round trip" P statfs-rtt --fs rs --mnt "$mnt" "${rtt[@]}"
+	else
+		echo "bench: FAILED: the stub did not mount coda_rs_fs" >&2
+		failed=$((failed + 1))
+	fi
+	venus_stop
+	mountpoint -q "$mnt" && umount "$mnt"
+	rmmod coda_rs_fs
+	rmmod coda_psdev
 done
 
 # Rows 5 and 6 once each: parking 10,000 callers is the slow part. The control: the floor

@@ -103,10 +103,13 @@ enum Cmd {
         #[command(flatten)]
         reps: Reps,
     },
-    /// Row 3: round trips of statfs() on a coda.ko mount.
+    /// Row 3: round trips of statfs() on a Coda mount.
     StatfsRtt {
         #[arg(long)]
         mnt: PathBuf,
+        /// Whose Coda file system serves the mount.
+        #[arg(long, value_enum, default_value = "coda")]
+        fs: CodaFs,
         #[command(flatten)]
         reps: Reps,
     },
@@ -248,9 +251,13 @@ fn run(cli: Cli) -> io::Result<()> {
             rec.runs = calls::round_trips(&target, reps.iters, reps.runs, reps.warmup)?;
             rec.finish().save(&raw)
         }
-        Cmd::StatfsRtt { mnt, reps } => {
+        Cmd::StatfsRtt { mnt, fs, reps } => {
             let target = Target::Statfs { path: mnt };
-            let mut rec = Record::new("coda_statfs", 3, "coda", "statfs() round trip");
+            let (id, system) = match fs {
+                CodaFs::Coda => ("coda_statfs", "coda"),
+                CodaFs::Rs => ("rsfs_statfs", "rsfs"),
+            };
+            let mut rec = Record::new(id, 3, system, "statfs() round trip");
             rec.runs = calls::round_trips(&target, reps.iters, reps.runs, reps.warmup)?;
             rec.finish().save(&raw)
         }
@@ -376,6 +383,15 @@ fn run(cli: Cli) -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Which Coda file system a statfs() round trip goes through.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CodaFs {
+    /// The kernel's C coda.ko, with its C pseudo-device.
+    Coda,
+    /// The same file system built against our driver (coda_rs_fs.ko over coda_psdev.ko).
+    Rs,
 }
 
 fn main() -> ExitCode {

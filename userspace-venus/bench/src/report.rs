@@ -177,6 +177,11 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
         "C coda: statfs() round trip (stub -t 1, CPU 0)".into(),
         String::new(),
     ));
+    lines.extend(latency(
+        "rsfs_statfs",
+        "Coda fs on ours (coda_rs_fs.ko): statfs() round trip (stub -t 1, CPU 0)".into(),
+        "the kernel's fs/coda, its upcalls through our engine".into(),
+    ));
 
     for (callers, readers) in throughput_cells(records) {
         for sys in ["ours", "coda"] {
@@ -633,6 +638,7 @@ mod tests {
             rec("pipe", 1, "limit", 50.0),
             rec("ours_rtt_20", 2, "ours", 60.0),
             rec("coda_statfs", 3, "coda", 80.0),
+            rec("rsfs_statfs", 3, "rsfs", 72.0),
         ];
         for (sys, base) in [("ours", 40.0), ("coda", 50.0)] {
             for n in [0u64, 10, 10000] {
@@ -660,6 +666,8 @@ mod tests {
         let ours = lines.iter().find(|l| l.id == "ours_rtt_20").unwrap();
         assert_eq!(ours.x_pipe, Some(1.2));
         assert_eq!(ours.x_coda, Some(0.75));
+        let rsfs = lines.iter().find(|l| l.id == "rsfs_statfs").unwrap();
+        assert_eq!(rsfs.x_coda, Some(0.9));
         let t = lines.iter().find(|l| l.id == "ours_tput_c8_r2").unwrap();
         assert_eq!(t.x_coda, Some(3.0));
         assert!(verdicts.iter().all(|v| v.met == Some(true)), "{verdicts:?}");
