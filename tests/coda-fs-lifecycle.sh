@@ -120,7 +120,7 @@ stop_venus KILL
 expect "venus killed with a call in flight" "137" echo "$vrc"
 check "the cat ends" wait_file "$work/dying.rc"
 expect "the cat's error: EIO" "Input/output error" sed 's/.*: //' "$work/dying.err"
-start_venus v4
+start_venus v4 --blocking-read   # readers blocked in read(2): kicked at shutdown
 check "venus restarts (2)" wait_log "serving"
 
 # umount -f with a call in flight: the call ends with EIO at once (the unmount itself is

@@ -23,6 +23,7 @@ if [ "${5:-}" = quick ]; then
 	rounds=1
 	rtt=(--iters 300 --runs 2 --warmup 50)
 	tput=(--secs 0.3 --runs 1 --callers 1,8)
+	tput8=(--secs 0.3 --runs 1 --callers 8)
 	counts=0,10,1000
 	park=(--iters 300 --runs 2 --warmup 50)
 	sig=(--iters 30 --runs 2 --warmup 3)
@@ -31,6 +32,7 @@ else
 	rounds=3
 	rtt=(--iters 1500 --runs 2 --warmup 200)
 	tput=(--secs 1 --runs 2 --callers 1,2,8,64)
+	tput8=(--secs 1 --runs 2 --callers 8)
 	counts=0,10,100,1000,10000
 	park=(--iters 1000 --runs 5 --warmup 100)
 	sig=(--iters 200 --runs 5 --warmup 10)
@@ -94,8 +96,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-coda_up() { # THREADS: coda.ko with the stub serving a mount
-	insmod "$coda_ko" && venus_start "$1" --mount "$mnt" && wait_mount
+coda_up() { # THREADS [ARGS...]: coda.ko with the stub serving a mount
+	insmod "$coda_ko" && venus_start "$@" --mount "$mnt" && wait_mount
 }
 coda_down() {
 	venus_stop
@@ -114,8 +116,13 @@ for round in $(seq "$rounds"); do
 	if ours_up; then
 		opens=0
 		# readers "1p": one reader on CPU 0, for the pinned round trips.
-		for readers in 1p 1 2; do
-			if [ "$readers" = 1p ]; then pin=1 venus_start 1; else venus_start "$readers"; fi
+		# "2b": two readers blocking in read(2) instead of poll(2) + read.
+		for readers in 1p 1 2 2b; do
+			case $readers in
+			1p) pin=1 venus_start 1 ;;
+			2b) venus_start 2 --blocking-read ;;
+			*) venus_start "$readers" ;;
+			esac
 			opens=$((opens + 1))
 			run "stub ready" B wait-open --opens $opens
 			if [ "$readers" = 1p ]; then
@@ -123,6 +130,8 @@ for round in $(seq "$rounds"); do
 				run "ours round trip 20 B" P ctl-rtt --size 20 "${rtt[@]}"
 				run "eventfd ping-pong" P pingpong --kind eventfd "${rtt[@]}"
 				run "ours round trip 4 KiB" P ctl-rtt --size 4096 "${rtt[@]}"
+			elif [ "$readers" = 2b ]; then
+				run "ours throughput, 2 blocking readers" B throughput --system ours --readers 2 --blocking "${tput8[@]}"
 			else
 				run "ours throughput, $readers reader(s)" B throughput --system ours --readers "$readers" "${tput[@]}"
 			fi
@@ -133,12 +142,18 @@ for round in $(seq "$rounds"); do
 		echo "bench: FAILED: insmod $ko" >&2
 		failed=$((failed + 1))
 	fi
-	for readers in 1p 1 2; do
-		if [ "$readers" = 1p ]; then pin=1 coda_up 1; else coda_up "$readers"; fi
+	for readers in 1p 1 2 2b; do
+		case $readers in
+		1p) pin=1 coda_up 1 ;;
+		2b) coda_up 2 --blocking-read ;;
+		*) coda_up "$readers" ;;
+		esac
 		if [ $? = 0 ]; then
 			if [ "$readers" = 1p ]; then
 				run "pipe ping-pong" P pingpong --kind pipe "${rtt[@]}"
 				run "C coda statfs round trip" P statfs-rtt --mnt "$mnt" "${rtt[@]}"
+			elif [ "$readers" = 2b ]; then
+				run "C coda throughput, 2 blocking readers" B throughput --system coda --readers 2 --blocking --mnt "$mnt" "${tput8[@]}"
 			else
 				run "C coda throughput, $readers reader(s)" B throughput --system coda --readers "$readers" --mnt "$mnt" "${tput[@]}"
 			fi

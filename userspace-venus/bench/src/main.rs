@@ -123,6 +123,9 @@ enum Cmd {
         callers: Vec<usize>,
         #[arg(long)]
         readers: u32,
+        /// Labels the record: Venus's readers block in read(2) (`venus --blocking-read`).
+        #[arg(long)]
+        blocking: bool,
         /// Length of each run.
         #[arg(long, default_value_t = 1.0)]
         secs: f64,
@@ -265,6 +268,7 @@ fn run(cli: Cli) -> io::Result<()> {
             system,
             callers,
             readers,
+            blocking,
             secs,
             runs,
             mnt,
@@ -286,12 +290,20 @@ fn run(cli: Cli) -> io::Result<()> {
                 "coda"
             };
             for c in callers {
+                let (suffix, how) = if blocking {
+                    ("_blocking", " blocking in read(2)")
+                } else {
+                    ("", "")
+                };
                 let mut rec = Record::new(
-                    format!("{sys}_tput_c{c}_r{readers}"),
+                    format!("{sys}_tput_c{c}_r{readers}{suffix}"),
                     4,
                     sys,
-                    format!("throughput, {c} callers x {readers} readers"),
+                    format!("throughput, {c} callers x {readers} readers{how}"),
                 );
+                if blocking {
+                    rec.extra.insert("blocking_read".into(), 1.0);
+                }
                 rec.callers = Some(c as u32);
                 rec.readers = Some(readers);
                 for _ in 0..runs {

@@ -20,6 +20,7 @@ use serve::Venus;
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
+use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,14 +126,25 @@ struct Args {
     /// Answer CODA_ACCESS_INTENT with EOPNOTSUPP, as Venus before 2019 did.
     #[arg(long)]
     no_access_intent: bool,
+
+    /// Readers block in read(2) instead of poll(2) then a non-blocking read: the driver
+    /// then wakes one reader per message (Linux's psdev wakes every blocked reader).
+    #[arg(long)]
+    blocking_read: bool,
 }
 
 /// Opens the device, checks the protocol version and sends the initial CODA_FLUSH.
-fn open_device(path: &PathBuf) -> OwnedFd {
-    // Non-blocking: with several readers, poll wakes them all and only one gets the message.
+fn open_device(path: &PathBuf, blocking: bool) -> OwnedFd {
+    // Non-blocking for poll: with several readers, poll wakes them all and only one gets the
+    // message.
+    let nonblock = if blocking {
+        OFlags::empty()
+    } else {
+        OFlags::NONBLOCK
+    };
     let fd = rustix::fs::open(
         path,
-        OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        OFlags::RDWR | nonblock | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .unwrap_or_else(|e| fatal(format!("open {}: {e}", path.display())));
@@ -225,6 +237,19 @@ fn mount(venus: &Venus, dir: &std::path::Path, api: MountApi) -> Result<(), Stri
 
 fn spawn_mount(venus: Arc<Venus>, dir: PathBuf, api: MountApi) {
     std::thread::spawn(move || mount(&venus, &dir, api).unwrap_or_else(|e| fatal(e)));
+}
+
+extern "C" fn kick(_: nix::libc::c_int) {}
+
+/// SIGUSR2 interrupts a reader's blocking read (no SA_RESTART) at shutdown.
+fn install_kick_handler() {
+    use nix::sys::signal::SaFlags;
+    use nix::sys::signal::SigAction;
+    use nix::sys::signal::SigHandler;
+    let act = SigAction::new(SigHandler::Handler(kick), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler does nothing, so it is async-signal-safe; SIGUSR2 is ours.
+    unsafe { nix::sys::signal::sigaction(Signal::SIGUSR2, &act) }
+        .unwrap_or_else(|e| fatal(format!("sigaction SIGUSR2: {e}")));
 }
 
 /// Signals, taken synchronously by one thread (they are blocked everywhere else).
@@ -370,13 +395,17 @@ fn main() {
     sigs.thread_block()
         .unwrap_or_else(|e| fatal(format!("blocking signals: {e}")));
 
-    let dev = open_device(&args.device);
+    if args.blocking_read {
+        install_kick_handler();
+    }
+    let dev = open_device(&args.device, args.blocking_read);
     let cfg = Config {
         verbose: args.verbose,
         access_intent: !args.no_access_intent,
         downcall_every: args.downcall_every,
         max_requests: args.max_requests,
         delay: args.delay_ms.map(Duration::from_millis),
+        blocking_read: args.blocking_read,
     };
     let venus = Arc::new(
         Venus::new(dev, tree, cache.clone(), cfg, rec, replay)
@@ -412,6 +441,17 @@ fn main() {
         spawn_mount(venus.clone(), dir.clone(), args.mount_api);
     }
 
+    if args.blocking_read {
+        // Readers blocked in read(2) return only on a signal: kick them until they are
+        // gone (one kick may land just before a reader enters read).
+        venus.wait_stopped();
+        while readers.iter().any(|r| !r.is_finished()) {
+            for r in readers.iter().filter(|r| !r.is_finished()) {
+                let _ = nix::sys::pthread::pthread_kill(r.as_pthread_t(), Signal::SIGUSR2);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     for r in readers {
         if r.join().is_err() {
             fatal("a reader thread panicked");

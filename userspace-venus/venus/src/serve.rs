@@ -37,6 +37,8 @@ pub struct Config {
     pub max_requests: Option<u64>,
     /// Sleep before each reply (to let callers time out or be interrupted).
     pub delay: Option<std::time::Duration>,
+    /// Readers block in read(2) (the device was opened without O_NONBLOCK).
+    pub blocking_read: bool,
 }
 
 /// Record files: each record is a u32 little-endian length, then that many bytes.
@@ -270,8 +272,37 @@ impl Venus {
         Ok(())
     }
 
+    /// Returns once shutdown has started.
+    pub fn wait_stopped(&self) {
+        use rustix::event::PollFd;
+        use rustix::event::PollFlags;
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut fds = [PollFd::new(&self.wake_r, PollFlags::IN)];
+            let _ = rustix::event::poll(&mut fds, None);
+        }
+    }
+
+    /// Reads and answers upcalls until shutdown, blocked in read(2): main kicks the
+    /// readers with a signal at shutdown.
+    fn blocking_reader_loop(&self, id: usize) {
+        let mut msg = vec![0u8; VC_MAXMSGSIZE];
+        let mut out = vec![0u8; VC_MAXMSGSIZE];
+        while !self.stop.load(Ordering::SeqCst) {
+            let n = match rustix::io::read(&self.dev, &mut msg) {
+                Ok(0) => fatal("read of 0 bytes from the device"),
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => fatal(format!("read from the device: {e}")),
+            };
+            self.serve_one(id, &msg[..n], &mut out);
+        }
+    }
+
     /// Reads and answers upcalls until shutdown.
     pub fn reader_loop(&self, id: usize) {
+        if self.cfg.blocking_read {
+            return self.blocking_reader_loop(id);
+        }
         use rustix::event::PollFd;
         use rustix::event::PollFlags;
         let mut msg = vec![0u8; VC_MAXMSGSIZE];
