@@ -99,7 +99,7 @@ fn outstanding_counts(records: &[Record], sys: &str) -> Vec<u64> {
 fn throughput_cells(records: &[Record]) -> Vec<(u32, u32)> {
     let mut v: Vec<(u32, u32)> = records
         .iter()
-        .filter(|r| r.row == 4 && !r.extra.contains_key("blocking_read"))
+        .filter(|r| r.row == 4)
         .filter_map(|r| Some((r.readers?, r.callers?)))
         .collect();
     v.sort_unstable();
@@ -183,54 +183,31 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
         "the kernel's fs/coda, its upcalls through our engine".into(),
     ));
 
-    for (callers, readers) in throughput_cells(records) {
-        for sys in ["ours", "coda"] {
-            let id = format!("{sys}_tput_c{callers}_r{readers}");
-            let Some(r) = ix.get(&id) else { continue };
-            let other = ix.rate(&format!("coda_tput_c{callers}_r{readers}"));
-            lines.push(Line {
-                row: 4,
-                id: id.clone(),
-                what: format!(
-                    "{}: throughput, {callers} caller{} x {readers} reader{}",
-                    if sys == "ours" { "ours" } else { "C coda" },
-                    if callers == 1 { "" } else { "s" },
-                    if readers == 1 { "" } else { "s" },
-                ),
-                p50_us: r.p50_us,
-                p99_us: r.p99_us,
-                rate: r.rate,
-                x_pipe: None,
-                x_coda: ratio(r.rate, other),
-                note: String::new(),
-            });
-        }
-    }
-    // The same with Venus's readers blocked in read(2): our driver wakes one of them per
-    // message, Linux's psdev every one.
-    for sys in ["ours", "coda"] {
-        let rows = records
-            .iter()
-            .filter(|r| r.row == 4 && r.system == sys && r.extra.contains_key("blocking_read"));
-        for r in rows {
-            let (Some(callers), Some(readers)) = (r.callers, r.readers) else {
-                continue;
-            };
-            let other = ix.rate(&format!("coda_tput_c{callers}_r{readers}_blocking"));
-            lines.push(Line {
-                row: 4,
-                id: r.id.clone(),
-                what: format!(
-                    "{}: throughput, {callers} callers x {readers} readers blocking in read(2)",
-                    if sys == "ours" { "ours" } else { "C coda" },
-                ),
-                p50_us: r.p50_us,
-                p99_us: r.p99_us,
-                rate: r.rate,
-                x_pipe: None,
-                x_coda: ratio(r.rate, other),
-                note: String::new(),
-            });
+    // Then the same with Venus's readers blocked in read(2): our driver wakes one of them
+    // per message, Linux's psdev every one.
+    for (suffix, how) in [("", ""), ("_blocking", " blocking in read(2)")] {
+        for (callers, readers) in throughput_cells(records) {
+            for sys in ["ours", "coda"] {
+                let id = format!("{sys}_tput_c{callers}_r{readers}{suffix}");
+                let Some(r) = ix.get(&id) else { continue };
+                let other = ix.rate(&format!("coda_tput_c{callers}_r{readers}{suffix}"));
+                lines.push(Line {
+                    row: 4,
+                    id: id.clone(),
+                    what: format!(
+                        "{}: throughput, {callers} caller{} x {readers} reader{}{how}",
+                        if sys == "ours" { "ours" } else { "C coda" },
+                        if callers == 1 { "" } else { "s" },
+                        if readers == 1 { "" } else { "s" },
+                    ),
+                    p50_us: r.p50_us,
+                    p99_us: r.p99_us,
+                    rate: r.rate,
+                    x_pipe: None,
+                    x_coda: ratio(r.rate, other),
+                    note: String::new(),
+                });
+            }
         }
     }
 
