@@ -123,11 +123,27 @@ expect "the cat's error: EIO" "Input/output error" sed 's/.*: //' "$work/dying.e
 start_venus v4 --blocking-read   # readers blocked in read(2): kicked at shutdown
 check "venus restarts (2)" wait_log "serving"
 
+# A hard mount (the file system's sysctl, passed to the driver as CODA_PSDEV_NOINTR): a
+# signal does not end the wait; it is delivered once the reply has come.
+check "sysctl coda.hard=1" sh -c 'echo 1 >/proc/sys/coda/hard'
+check "control: hold OPEN_BY_FD (hard)" control "hold OPEN_BY_FD"
+cat "$mnt/hello.txt" >"$work/hard.out" 2>&1 &
+hard_pid=$!
+check "the cat's upcall is held (hard)" wait_log "holding OPEN_BY_FD" 1
+kill -TERM "$hard_pid"
+sleep 1
+check "SIGTERM does not end a call on a hard mount" kill -0 "$hard_pid"
+check "control: release (hard)" control "release"
+wait "$hard_pid"
+expect "the cat dies of the SIGTERM after the reply" "143" echo $?
+check "the held reply was delivered (hard)" wait_log "held reply unique=[0-9]*: delivered" 1
+check "sysctl coda.hard=0" sh -c 'echo 0 >/proc/sys/coda/hard'
+
 # umount -f with a call in flight: the call ends with EIO at once (the unmount itself is
 # refused while the cat holds the mount), Venus gets CODA_SIGNAL, its late reply ESRCH.
 check "control: hold OPEN_BY_FD (2)" control "hold OPEN_BY_FD"
 cat_in_background "$mnt/hello.txt" forced
-check "the cat's upcall is held (2)" wait_log "holding OPEN_BY_FD"
+check "the cat's upcall is held (2)" wait_log "holding OPEN_BY_FD" 2
 umount -f "$mnt" 2>/dev/null
 check "the cat ends after umount -f" wait_file "$work/forced.rc"
 expect "the cat's status" "1" cat "$work/forced.rc"
@@ -146,14 +162,14 @@ fi
 check "control: mount again after umount -f" control "mount $mnt"
 check "control: hold OPEN_BY_FD (3)" control "hold OPEN_BY_FD"
 cat_in_background "$mnt/sub/nested.txt" lazy
-check "the cat's upcall is held (3)" wait_log "holding OPEN_BY_FD"
+check "the cat's upcall is held (3)" wait_log "holding OPEN_BY_FD" 3
 check "umount -l with a call in flight" umount -l "$mnt"
 fails "detached at once" is_mounted "$mnt"
 check "control: release (2)" control "release"
 check "the cat ends after the lazy unmount" wait_file "$work/lazy.rc"
 expect "the cat read the file" "nested" cat "$work/lazy.out"
 expect "the cat's status (2)" "0" cat "$work/lazy.rc"
-check "the held reply was delivered" wait_log "held reply unique=[0-9]*: delivered"
+check "the held reply was delivered" wait_log "held reply unique=[0-9]*: delivered" 2
 
 # Unloading: the file system first; the driver only once Venus has closed the device.
 check "rmmod coda_rs_fs (nothing mounted)" rmmod coda_rs_fs

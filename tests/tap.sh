@@ -53,10 +53,12 @@ expect() {
 }
 
 # wait_log PATTERN: waits up to 60 s for a line of the current venus log matching PATTERN.
+# wait_log PATTERN [N]: waits up to 60 s for N (default 1) lines of the venus log matching
+# PATTERN.
 wait_log() {
 	local _
 	for _ in $(seq 600); do
-		grep -q -- "$1" "$vlog" && return 0
+		[ "$(grep -c -- "$1" "$vlog")" -ge "${2:-1}" ] && return 0
 		sleep 0.1
 	done
 	return 1
