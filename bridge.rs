@@ -99,9 +99,7 @@ pub(crate) fn upcall_async(index: i32, request: &[u8]) -> Result {
     let comm = comm(index)?;
     let mut msg = KVec::with_capacity(request.len(), GFP_KERNEL)?;
     msg.extend_from_slice(request, GFP_KERNEL)?;
-    comm.submit(msg, None)
-        .map(|_| ())
-        .map_err(venus_gone_is_enxio)
+    comm.submit_from_kernel(msg).map_err(venus_gone_is_enxio)
 }
 
 /// The index of the `/dev/cfsN` with this misc minor, for the file system's mount.

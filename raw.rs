@@ -416,7 +416,7 @@ pub(crate) unsafe extern "C" fn coda_psdev_upcall(
     out_size: *mut c_int,
     flags: u32,
 ) -> c_int {
-    if flags & !(bridge::UPCALL_ASYNC | bridge::UPCALL_NOINTR) != 0 {
+    if flags & !(bridge::UPCALL_ASYNC | bridge::UPCALL_NOINTR) != 0 || buf.is_null() {
         return EINVAL.to_errno();
     }
     let out = if flags & bridge::UPCALL_ASYNC != 0 {

@@ -405,6 +405,13 @@ impl VenusComm {
         self.submit_from(msg, out_cap, false, &mut self.deadline())
     }
 
+    /// An asynchronous upcall of the kernel's Coda file system: as [`Self::submit`], but a
+    /// forced unmount ends its wait for room.
+    pub(crate) fn submit_from_kernel(&self, msg: KVec<u8>) -> Result {
+        self.submit_from(msg, None, true, &mut self.deadline())
+            .map(|_| ())
+    }
+
     /// The jiffies a call may wait in all (for room, then for its reply); `None` is forever.
     fn deadline(&self) -> Option<Jiffies> {
         match self.config.timeout_secs {
@@ -532,8 +539,9 @@ impl VenusComm {
     }
 
     /// [`Self::call`] for the kernel's Coda file system, which may ask for an
-    /// uninterruptible wait (`nointr`) for any opcode, and whose calls a forced unmount
-    /// ends ([`Self::abort_fs_calls`]).
+    /// uninterruptible wait (`nointr`, its `hard` sysctl) for any opcode: as Linux's
+    /// `coda_hard`, such a call waits for its reply without a timeout. A forced unmount ends
+    /// the file system's calls ([`Self::abort_fs_calls`]).
     pub(crate) fn call_from_kernel(
         &self,
         msg: KVec<u8>,
@@ -556,7 +564,7 @@ impl VenusComm {
         let interruptible = !nointr && !self.config.hard && !coda_msg::is_uninterruptible(opcode);
         // Blocks ordinary signals around both the wait for room and the wait for the reply.
         let _block = (!interruptible).then(SignalBlock::new);
-        let mut left = self.deadline();
+        let mut left = if nointr { None } else { self.deadline() };
         let up = self.submit_from(msg, Some(out_cap), from_fs, &mut left)?;
         self.wait_for(&up, left).map(|bytes| Reply {
             unique: up.unique,
@@ -806,8 +814,10 @@ impl VenusComm {
     }
 
     /// A forced unmount (`umount -f`) of the file system on this device: its calls that
-    /// have no reply yet, and those waiting for room, end with EIO. Venus gets CODA_SIGNAL
-    /// for those it read, as for an interrupted call. Control-device calls go on.
+    /// have no reply yet, and those waiting for room, end with EIO; as NFS's, it ends the
+    /// calls in flight and refuses no later one. They are settled (and counted) as
+    /// interrupted calls: Venus gets CODA_SIGNAL for those it read, and a queued
+    /// CODA_CLOSE or CODA_STORE never reaches it. Control-device calls go on.
     pub(crate) fn abort_fs_calls(&self) {
         let mut g = self.lock();
         let st = &mut *g;

@@ -28,7 +28,10 @@ static int coda_rs_downcall(int minor, void *msg, int len)
 	return coda_downcall(&coda_comms[minor], out->oh.opcode, out, len);
 }
 
-/* umount -f: the file system's calls waiting for Venus end with EIO, as FUSE's do. */
+/*
+ * umount -f: the file system's calls waiting for Venus end with EIO, as NFS's in-flight
+ * RPCs do; calls made afterwards go to Venus as usual.
+ */
 void coda_rs_umount_begin(struct super_block *sb)
 {
 	struct venus_comm *vcp = coda_vcp(sb);

@@ -105,3 +105,18 @@ fn show(o: &PsdevOpStats) -> String {
         o.bytes_out
     )
 }
+
+/// The end of most tests: opcode `op`'s counters moved by `want` since `before` (bytes
+/// compared when `bytes` is set), nothing is left in flight and the totals balance.
+pub fn expect_settled(
+    v: &crate::venus::Venus,
+    before: &PsdevStats,
+    op: u32,
+    want: PsdevOpStats,
+    bytes: bool,
+) -> TestResult {
+    let after = v.stats()?;
+    expect_op(before, &after, op, want, bytes)?;
+    check_idle(&after)?;
+    check_balance(&after)
+}

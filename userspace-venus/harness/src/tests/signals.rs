@@ -36,6 +36,7 @@ use crate::runner::Env;
 use crate::stats::check_balance;
 use crate::stats::check_idle;
 use crate::stats::expect_op;
+use crate::stats::expect_settled;
 use crate::sys;
 use crate::sys::Child;
 use crate::sys::ChildEnd;
@@ -56,10 +57,9 @@ pub fn before_read(_env: &Env) -> TestResult {
         "the interrupted caller",
     )?;
     v.expect_empty("after the caller gave up before the read")?;
-    let s1 = v.stats()?;
-    expect_op(
+    expect_settled(
+        &v,
         &s0,
-        &s1,
         CODA_STATFS,
         PsdevOpStats {
             calls: 1,
@@ -67,9 +67,7 @@ pub fn before_read(_env: &Env) -> TestResult {
             ..Default::default()
         },
         true,
-    )?;
-    check_idle(&s1)?;
-    check_balance(&s1)
+    )
 }
 
 pub fn after_read(_env: &Env) -> TestResult {
@@ -93,7 +91,6 @@ pub fn after_read(_env: &Env) -> TestResult {
         "a late reply to the interrupted call",
     )?;
     v.expect_empty("after the CODA_SIGNAL")?;
-    let s1 = v.stats()?;
     let want = PsdevOpStats {
         calls: 1,
         intr_after_read: 1,
@@ -101,9 +98,7 @@ pub fn after_read(_env: &Env) -> TestResult {
         bytes_in: (req.len() + coda_msg::IN_HDR_SIZE) as u64,
         ..Default::default()
     };
-    expect_op(&s0, &s1, CODA_GETATTR, want, true)?;
-    check_idle(&s1)?;
-    check_balance(&s1)
+    expect_settled(&v, &s0, CODA_GETATTR, want, true)
 }
 
 pub fn reply_wins(_env: &Env) -> TestResult {
@@ -240,10 +235,9 @@ pub fn sigkill_before_read(_env: &Env) -> TestResult {
     let (mut child, _) = fork_caller(&ctl, 0, CODA_CLOSE, &mut buf)?;
     usr1_then_kill(&mut child)?;
     v.expect_empty("after the caller was killed before the read")?;
-    let s1 = v.stats()?;
-    expect_op(
+    expect_settled(
+        &v,
         &s0,
-        &s1,
         CODA_CLOSE,
         PsdevOpStats {
             calls: 1,
@@ -251,9 +245,7 @@ pub fn sigkill_before_read(_env: &Env) -> TestResult {
             ..Default::default()
         },
         false,
-    )?;
-    check_idle(&s1)?;
-    check_balance(&s1)
+    )
 }
 
 pub fn sigkill_after_read(_env: &Env) -> TestResult {
@@ -271,16 +263,13 @@ pub fn sigkill_after_read(_env: &Env) -> TestResult {
         Errno::ESRCH,
         "a reply to the killed caller",
     )?;
-    let s1 = v.stats()?;
     let want = PsdevOpStats {
         calls: 1,
         intr_after_read: 1,
         signals_sent: 1,
         ..Default::default()
     };
-    expect_op(&s0, &s1, CODA_STORE, want, false)?;
-    check_idle(&s1)?;
-    check_balance(&s1)
+    expect_settled(&v, &s0, CODA_STORE, want, false)
 }
 
 pub fn restart_flag_ignored(_env: &Env) -> TestResult {

@@ -23,6 +23,7 @@ use crate::runner::Env;
 use crate::stats::check_balance;
 use crate::stats::check_idle;
 use crate::stats::expect_op;
+use crate::stats::expect_settled;
 use crate::venus::Venus;
 
 /// The module's timeout, and how late a timed-out call may return on a slow emulated VM.
@@ -51,10 +52,9 @@ pub fn unread_times_out(_env: &Env) -> TestResult {
     )?;
     check_elapsed(t0, "the unanswered call")?;
     v.expect_empty("after the unread call timed out")?;
-    let s1 = v.stats()?;
-    expect_op(
+    expect_settled(
+        &v,
         &s0,
-        &s1,
         CODA_STATFS,
         PsdevOpStats {
             calls: 1,
@@ -62,9 +62,7 @@ pub fn unread_times_out(_env: &Env) -> TestResult {
             ..Default::default()
         },
         true,
-    )?;
-    check_idle(&s1)?;
-    check_balance(&s1)
+    )
 }
 
 pub fn read_times_out(_env: &Env) -> TestResult {
@@ -87,7 +85,6 @@ pub fn read_times_out(_env: &Env) -> TestResult {
         Errno::ESRCH,
         "a reply after the timeout",
     )?;
-    let s1 = v.stats()?;
     let want = PsdevOpStats {
         calls: 1,
         timeouts: 1,
@@ -95,9 +92,7 @@ pub fn read_times_out(_env: &Env) -> TestResult {
         bytes_in: (req.len() + coda_msg::IN_HDR_SIZE) as u64,
         ..Default::default()
     };
-    expect_op(&s0, &s1, CODA_GETATTR, want, true)?;
-    check_idle(&s1)?;
-    check_balance(&s1)
+    expect_settled(&v, &s0, CODA_GETATTR, want, true)
 }
 
 pub fn reply_in_time(_env: &Env) -> TestResult {
