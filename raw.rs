@@ -305,23 +305,32 @@ pub(crate) fn current_may_open() -> bool {
         && core::ptr::eq(pid_ns, core::ptr::addr_of!(bindings::init_pid_ns))
 }
 
-/// While alive, every signal of the current task but SIGKILL is blocked, so that an
-/// interruptible sleep ends only on a fatal signal (SIGSTOP cannot be blocked either and
-/// ends it too). Linux's `coda_block_signals` does the same for CODA_CLOSE.
+/// While alive, signals of the current task are blocked, so that an interruptible sleep
+/// ends only on the ones left through (SIGSTOP cannot be blocked and ends it too).
 pub(crate) struct SignalBlock {
     old: bindings::sigset_t,
     _not_send: PhantomData<*mut ()>,
 }
 
 impl SignalBlock {
+    /// Every signal but SIGKILL: for the calls Venus must see (CODA_CLOSE, ...) and `hard`.
     pub(crate) fn new() -> Self {
-        let mut set = bindings::sigset_t {
-            sig: [!(1 << (bindings::SIGKILL - 1))],
-        };
+        Self::all_but(1 << (bindings::SIGKILL - 1))
+    }
+
+    /// Every signal but SIGKILL and SIGINT, as Linux's `coda_block_signals` for the Coda
+    /// file system's calls: Ctrl-C ends them, a shell's SIGCHLD does not fail an open.
+    pub(crate) fn all_but_sigint() -> Self {
+        Self::all_but((1 << (bindings::SIGKILL - 1)) | (1 << (bindings::SIGINT - 1)))
+    }
+
+    fn all_but(through: kernel::ffi::c_ulong) -> Self {
+        let mut set = bindings::sigset_t { sig: [!through] };
         let mut old = bindings::sigset_t { sig: [0] };
         // SAFETY: both sets are valid; `sigprocmask` only changes the current task's mask
-        // and recalculates its pending state. SIG_SETMASK cannot fail.
-        unsafe { bindings::sigprocmask(bindings::SIG_SETMASK as i32, &mut set, &mut old) };
+        // (adding to it: what the task blocked stays blocked) and recalculates its pending
+        // state. SIG_BLOCK cannot fail.
+        unsafe { bindings::sigprocmask(bindings::SIG_BLOCK as i32, &mut set, &mut old) };
         Self {
             old,
             _not_send: PhantomData,

@@ -562,8 +562,16 @@ impl VenusComm {
             .get(0..4)
             .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
         let interruptible = !nointr && !self.config.hard && !coda_msg::is_uninterruptible(opcode);
-        // Blocks ordinary signals around both the wait for room and the wait for the reply.
-        let _block = (!interruptible).then(SignalBlock::new);
+        // Blocks signals around both the wait for room and the wait for the reply: all but
+        // SIGKILL where the call must not be interrupted; for the file system's other calls
+        // all but SIGINT too, as Linux's coda (a shell's SIGCHLD must not fail its open).
+        let _block = if !interruptible {
+            Some(SignalBlock::new())
+        } else if from_fs {
+            Some(SignalBlock::all_but_sigint())
+        } else {
+            None
+        };
         let mut left = if nointr { None } else { self.deadline() };
         let up = self.submit_from(msg, Some(out_cap), from_fs, &mut left)?;
         self.wait_for(&up, left).map(|bytes| Reply {

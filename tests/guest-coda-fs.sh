@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Inside the guest: the kernel's own Coda file system built against our driver
 # (coda_rs_fs.ko, scripts/coda-fs.sh) mounted through /dev/cfs0 and served by the Venus
-# stub, with the same workload as the peer test against the C coda.ko; then its lifecycle
-# in every order (tests/coda-fs-lifecycle.sh).
+# stub, with the same workload as the peer test against the C coda.ko, then under a storm
+# of downcalls and signals (tests/coda-fs-stress.sh); then its lifecycle in every order
+# (tests/coda-fs-lifecycle.sh).
 # usage: tests/guest-coda-fs.sh OUTDIR
 out=$1
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +12,7 @@ insmod "$repo/coda_psdev.ko" || exit 1
 insmod "$out/coda_rs_fs.ko" || { rmmod coda_psdev; exit 1; }
 PEER_OUT=$out/peer-rs bash "$repo/tests/peer-coda.sh" "$venus"
 rc=$?
+bash "$repo/tests/coda-fs-stress.sh" "$venus" 6 || rc=1
 rmmod coda_rs_fs || rc=1
 rmmod coda_psdev || rc=1
 bash "$repo/tests/coda-fs-lifecycle.sh" "$repo/coda_psdev.ko" "$out/coda_rs_fs.ko" "$venus" || rc=1

@@ -17,7 +17,7 @@
 set -u
 export LC_ALL=C
 
-venus=${1:?usage: $0 VENUS_BINARY}
+venus=$(realpath "${1:?usage: $0 VENUS_BINARY}")
 . "$(dirname "$0")/peer-seed.sh"
 . "$(dirname "$0")/tap.sh"
 out=${PEER_OUT:-$(mktemp -d)}
@@ -240,6 +240,25 @@ check "Venus gets CODA_SIGNAL for it" wait_log "the caller of held unique=[0-9]*
 check "control: release" control "release"
 check "the late reply finds no caller (ESRCH)" wait_log "held reply unique=[0-9]*: dropped (ESRCH"
 expect "cat after the interrupted one" "changed at the server" cat sub/nested.txt
+
+# A signal with a handler (bash's trap) does not end a file system call, only SIGINT and
+# SIGKILL do, as Linux's coda_block_signals has it: a shell's SIGCHLD must not fail its
+# open. The shell opens the file itself (exec 3<), in the upcall Venus holds.
+check "control: hold OPEN_BY_FD (2)" control "hold OPEN_BY_FD"
+bash -c 'trap "echo handled >>\"\$1.trap\"" USR1
+	exec 3<"$2" || exit 1
+	echo opened >"$1.rc"
+	cat <&3 >"$1.out"' _ "$work/usr1" "$mnt/sub/nested.txt" &
+usr1_pid=$!
+check "the shell's upcall is held" wait_log "holding OPEN_BY_FD" 2
+kill -USR1 "$usr1_pid"
+sleep 1
+check "SIGUSR1 with a handler does not end the held open" kill -0 "$usr1_pid"
+check "control: release (2)" control "release"
+wait "$usr1_pid"
+expect "the open completed" "opened" cat "$work/usr1.rc"
+expect "and read the file" "changed at the server" cat "$work/usr1.out"
+expect "the handler ran once the call returned" "handled" cat "$work/usr1.trap"
 
 cd / || exit 1
 
