@@ -309,9 +309,5 @@ fn one_phase(
     if let Err(e) = work::check_outcomes(&d, &res) {
         bad.push(e);
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }

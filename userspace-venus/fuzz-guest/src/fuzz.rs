@@ -1079,10 +1079,6 @@ pub fn run(a: &FuzzArgs, rep: &mut Report) {
     }
     rep.check(
         "fuzz: after Venus closes, nothing outstanding and the counters balance",
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(bad.join("\n"))
-        },
+        sys::all_good(bad),
     );
 }

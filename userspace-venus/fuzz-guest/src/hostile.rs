@@ -117,11 +117,7 @@ fn expect_all(mode: &str, paths: &[String], want: &str) -> Result<(), String> {
         .filter(|(_, g)| g.as_str() != want)
         .map(|(p, g)| format!("{p}: {g}, want {want}"))
         .collect();
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
 
 pub fn run(rep: &mut Report) {
@@ -256,11 +252,7 @@ fn request_bytes() -> Result<(), String> {
     }
     drop(v);
     let _ = h.join();
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
 
 fn signal_bytes() -> Result<(), String> {
@@ -306,11 +298,7 @@ fn signal_bytes() -> Result<(), String> {
     if !untouched(&buf[n..], 0xaa) {
         bad.push("read wrote past the CODA_SIGNAL".into());
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
 
 fn stats_bytes() -> Result<(), String> {
@@ -398,11 +386,7 @@ fn reply_bytes() -> Result<(), String> {
     if c.in_len as usize != msg.len() || c.out_cap != 128 || c.minor != 0 || c.flags != 0 {
         bad.push(format!("the call changed its input fields: {c:?}"));
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
 
 fn downcall_bytes() -> Result<(), String> {
@@ -462,11 +446,24 @@ fn short_read() -> Result<(), String> {
     }
     drop(v);
     let _ = h.join();
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
+}
+
+/// Venus reads the next request, a GETATTR, and answers it with a 16-byte reply.
+fn answer_getattr(v: &OwnedFd) -> Result<(), String> {
+    let (req, _) = venus_read(v, Duration::from_secs(10))?;
+    let mut reply = [0u8; 16];
+    reply[..OUT_HDR_SIZE].copy_from_slice(
+        OutHdr {
+            opcode: CODA_GETATTR,
+            unique: u32::from_ne_bytes(req[4..8].try_into().unwrap()),
+            result: 0,
+        }
+        .as_bytes(),
+    );
+    sys::raw_write(v.as_raw_fd(), reply.as_ptr() as usize, 16)
+        .map_err(|e| format!("reply: {e}"))?;
+    Ok(())
 }
 
 fn bad_pointers() -> Result<(), String> {
@@ -525,18 +522,7 @@ fn bad_pointers() -> Result<(), String> {
             c.as_mut_bytes().as_mut_ptr() as usize,
         )
     });
-    let (req, _) = venus_read(&v, Duration::from_secs(10))?;
-    let mut reply = [0u8; 16];
-    reply[..OUT_HDR_SIZE].copy_from_slice(
-        OutHdr {
-            opcode: CODA_GETATTR,
-            unique: u32::from_ne_bytes(req[4..8].try_into().unwrap()),
-            result: 0,
-        }
-        .as_bytes(),
-    );
-    sys::raw_write(v.as_raw_fd(), reply.as_ptr() as usize, 16)
-        .map_err(|e| format!("reply: {e}"))?;
+    answer_getattr(&v)?;
     let r = h.join().map_err(|_| "caller panicked")?;
     if r != Err(Errno::EFAULT) {
         bad.push(format!("read-only reply buffer: {r:?}"));
@@ -572,17 +558,7 @@ fn bad_pointers() -> Result<(), String> {
         p as usize
     };
     let h = std::thread::spawn(move || sys::raw_ioctl(raw_ctl, CODA_CTL_IOC_CALL, page));
-    let (req, _) = venus_read(&v, Duration::from_secs(10))?;
-    reply[..OUT_HDR_SIZE].copy_from_slice(
-        OutHdr {
-            opcode: CODA_GETATTR,
-            unique: u32::from_ne_bytes(req[4..8].try_into().unwrap()),
-            result: 0,
-        }
-        .as_bytes(),
-    );
-    sys::raw_write(v.as_raw_fd(), reply.as_ptr() as usize, 16)
-        .map_err(|e| format!("reply: {e}"))?;
+    answer_getattr(&v)?;
     let r = h.join().map_err(|_| "caller panicked")?;
     if r != Err(Errno::EFAULT) {
         bad.push(format!("read-only call structure: {r:?}"));
@@ -593,9 +569,5 @@ fn bad_pointers() -> Result<(), String> {
     {
         bad.push(format!("after: {}", sys::describe(&after)));
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }

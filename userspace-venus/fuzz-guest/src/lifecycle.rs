@@ -342,11 +342,7 @@ fn restart(old: &[u32], rep: &mut Report) {
             Ok(r) => bad.push(format!("fresh call: {r:?}")),
             Err(_) => bad.push("caller panicked".into()),
         }
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(bad.join("\n"))
-        }
+        sys::all_good(bad)
     })();
     rep.check(
         "lifecycle: Venus restarts; old and never-issued uniques are ESRCH",
@@ -377,11 +373,7 @@ fn rmmod_busy(ko: &std::path::Path) -> Result<(), String> {
         bad.push("module or /dev/cfs0 still there after rmmod".into());
     }
     let _ = ko;
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
 
 /// Loads with varied parameters, uses the devices a little, unloads.

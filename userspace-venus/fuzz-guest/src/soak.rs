@@ -185,11 +185,7 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
             res.longest
         ));
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -266,11 +262,7 @@ pub fn bound(a: &BoundArgs, rep: &mut Report) {
         if let Err(e) = sys::check_quiet(&sys::stats(0)?) {
             bad.push(e);
         }
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(bad.join("\n"))
-        }
+        sys::all_good(bad)
     })();
     rep.check(
         "bound: no lost wake-up for callers waiting for room under signals",
@@ -311,11 +303,7 @@ pub fn room_timeout(rep: &mut Report) {
                 bad.push(format!("a call took {took:?} ({r:?}) with timeout {t} s"));
             }
         }
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(bad.join("\n"))
-        }
+        sys::all_good(bad)
     })();
     rep.check(
         "bound: a caller waiting for room still ends within the module timeout",

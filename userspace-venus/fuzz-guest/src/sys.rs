@@ -328,6 +328,15 @@ pub fn read_struct<T: FromBytes>(b: &[u8]) -> Option<T> {
     T::read_from_prefix(b).ok().map(|(v, _)| v)
 }
 
+/// The verdict of a check that gathered its failures in `bad`: one line each.
+pub fn all_good(bad: Vec<String>) -> Result<(), String> {
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
+}
+
 /// The test results: `ok - name` / `not ok - name` lines and the final count.
 #[derive(Default)]
 pub struct Report {

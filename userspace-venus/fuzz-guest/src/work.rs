@@ -573,9 +573,5 @@ pub fn check_outcomes(d: &coda_msg::PsdevStats, r: &CallerResult) -> Result<(), 
             ));
         }
     }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(bad.join("\n"))
-    }
+    sys::all_good(bad)
 }
