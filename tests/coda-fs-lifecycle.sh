@@ -40,13 +40,6 @@ start_venus() {
 	"$venus" -t 2 --cache-dir "$cache" --control "$fifo" "$@" "$seed" 2>"$vlog" &
 	venus_pid=$!
 }
-# stop_venus SIGNAL: ends the stub; its exit status goes to vrc.
-stop_venus() {
-	kill "-$1" "$venus_pid"
-	wait "$venus_pid"
-	vrc=$?
-	venus_pid=
-}
 is_mounted() { grep -q " $1 coda " /proc/mounts; }
 wait_mounted() {
 	for _ in $(seq 600); do is_mounted "$1" && return 0; sleep 0.1; done

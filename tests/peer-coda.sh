@@ -34,15 +34,6 @@ containers=$out/containers.rec
 log=$out/venus.log
 rm -f "$rec" "$replies" "$containers"
 
-# stop_venus NAME LOG: SIGTERM to the running stub, which must exit 0 with no fatal error.
-stop_venus() {
-	kill -TERM "$venus_pid"
-	wait "$venus_pid"
-	expect "$1 exits 0 on SIGTERM" "0" echo $?
-	venus_pid=
-	fails "no fatal error in the $1 log" grep -q fatal "$2"
-}
-
 venus_pid=
 cleanup() {
 	[ -n "$venus_pid" ] && kill -TERM "$venus_pid" 2>/dev/null && wait "$venus_pid" 2>/dev/null
@@ -182,7 +173,7 @@ check "stat after replace" stat hello.txt
 
 # Venus goes away while mounted: calls that need it fail cleanly. The recording ends here
 # (tests/replay.sh replays it); a second Venus serves the rest.
-stop_venus "venus" "$log"
+venus_exits "venus" "$log"
 expect "downcalls written" "yes" sh -c "grep -q 'exiting after [0-9]* messages, 9 downcalls' '$log' && echo yes || tail -3 '$log'"
 # Coda's open turns every failed CODA_OPEN_BY_FD into EIO; a lookup shows Venus's absence.
 expect "open without Venus fails: EIO" "Input/output error" sh -c 'cat hello.txt 2>&1 | sed "s/.*: //"'
@@ -263,7 +254,7 @@ expect "the handler ran once the call returned" "handled" cat "$work/usr1.trap"
 cd / || exit 1
 
 # Shutdown: Venus closes the device first, then the unmount (coda.ko's lifetime bug).
-stop_venus "second venus" "$vlog"
+venus_exits "second venus" "$vlog"
 check "umount" umount "$mnt"
 
 # The recording: length-prefixed upcalls, the first one CODA_ROOT.

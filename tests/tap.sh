@@ -1,7 +1,7 @@
 # TAP helpers of the guest's shell tests (tests/peer-coda.sh, tests/coda-fs-lifecycle.sh):
 # one line per check, 'ok - name' or 'not ok - name' with the details as '#' lines.
-# Sourced; the caller sets `vlog` (the running Venus stub's log) and `fifo` (its control
-# FIFO) before using wait_log and control, and ends with tap_summary.
+# Sourced; the caller sets `vlog` (the running Venus stub's log), `fifo` (its control FIFO)
+# and `venus_pid` before using wait_log, control and stop_venus, and ends with tap_summary.
 
 fails=0
 checks=0
@@ -75,6 +75,19 @@ control() {
 	grep '^venus: control: ' "$vlog" | sed -n "$((n + 1))p" | grep -q '^venus: control: done: '
 }
 
+# stop_venus SIGNAL: ends the stub started as venus_pid; its exit status goes to vrc.
+stop_venus() {
+	kill "-$1" "$venus_pid"
+	wait "$venus_pid"
+	vrc=$?
+	venus_pid=
+}
+# venus_exits NAME LOG: SIGTERM to the stub, which must exit 0 with no fatal error in LOG.
+venus_exits() {
+	stop_venus TERM
+	expect "$1 exits 0 on SIGTERM" "0" echo "$vrc"
+	fails "no fatal error in the $1 log" grep -q fatal "$2"
+}
 # tap_summary WHAT: the count line; fails unless every check passed.
 tap_summary() {
 	echo "# $((checks - fails - todos)) of $checks checks passed, $todos TODO; $1"
