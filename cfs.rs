@@ -2,7 +2,7 @@
 
 //! `/dev/cfsN` as Venus sees it: read takes one whole message, write answers one upcall or
 //! delivers a downcall, poll says whether a message waits, ioctl answers the kernel version
-//! and the statistics.
+//! and the statistics, and CODA_PSDEV_IOC_EXCHANGE does many writes and reads in one call.
 
 use kernel::fs::file;
 use kernel::fs::File;
@@ -23,6 +23,8 @@ use zerocopy::IntoBytes;
 use crate::bridge;
 use crate::coda_msg;
 use crate::coda_msg::OutHdr;
+use crate::coda_msg::PsdevExchange;
+use crate::coda_msg::PsdevRecord;
 use crate::control::DowncallHub;
 use crate::raw;
 use crate::raw::FileOps;
@@ -129,7 +131,121 @@ impl VenusFile {
         Ok(())
     }
 
-    fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
+    /// CODA_PSDEV_IOC_EXCHANGE: the writes, then the reads of one Venus cycle (see the
+    /// uapi header). The consumed counts go back to Venus whatever the outcome, so a call
+    /// ended by a signal is repeated without writing a reply twice or losing a message.
+    fn exchange(&self, file: &File, arg: UserPtr) -> Result<isize> {
+        const SIZE: usize = core::mem::size_of::<PsdevExchange>();
+        let (mut reader, mut writer) = UserSlice::new(arg, SIZE).reader_writer();
+        let mut raw = [0u8; SIZE];
+        reader.read_slice(&mut raw)?;
+        // Fails now, before anything is written or read, if the counts could not go back.
+        UserSlice::new(arg, SIZE).writer().write_slice(&raw)?;
+        let mut x = PsdevExchange::read_from_bytes(&raw).map_err(|_| EINVAL)?;
+        let r = self
+            .exchange_writes(&mut x)
+            .and_then(|()| self.exchange_reads(file, &mut x));
+        writer.write_slice(x.as_bytes())?;
+        r.map(|()| 0)
+    }
+
+    fn exchange_writes(&self, x: &mut PsdevExchange) -> Result {
+        let size = x.write_size as usize;
+        let mut at = x.write_consumed as usize;
+        if size > coda_msg::CODA_PSDEV_EXCHANGE_MAX || at > size {
+            return Err(EINVAL);
+        }
+        let buf = UserPtr::from_addr(x.write_buf as usize);
+        while at < size {
+            let left = size - at;
+            let rec = buf.wrapping_byte_add(at);
+            let mut hdr = [0u8; coda_msg::RECORD_HDR_SIZE];
+            if left < hdr.len() {
+                return Err(EINVAL);
+            }
+            UserSlice::new(rec, hdr.len())
+                .reader()
+                .read_slice(&mut hdr)?;
+            let len = PsdevRecord::read_from_bytes(&hdr).map_err(|_| EINVAL)?.len as usize;
+            if len > left - hdr.len() {
+                return Err(EINVAL);
+            }
+            let msg = UserSlice::new(rec.wrapping_byte_add(hdr.len()), len).reader();
+            let result = match self.write(msg) {
+                Ok(_) => 0i32,
+                Err(e) => e.to_errno(),
+            };
+            // Counted as consumed before the result is stored: a fault there must not
+            // make Venus write the record again.
+            at += coda_msg::record_size(len).min(left);
+            x.write_consumed = at as u32;
+            UserSlice::new(rec.wrapping_byte_add(4), 4)
+                .writer()
+                .write_slice(result.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn exchange_reads(&self, file: &File, x: &mut PsdevExchange) -> Result {
+        let size = x.read_size as usize;
+        let mut at = x.read_consumed as usize;
+        if at > size {
+            return Err(EINVAL);
+        }
+        if at == size {
+            return Ok(());
+        }
+        let buf = UserPtr::from_addr(x.read_buf as usize);
+        let mut got = 0usize;
+        loop {
+            let left = size - at;
+            let room = left.saturating_sub(coda_msg::RECORD_HDR_SIZE);
+            let t = match self.comm.take_next(room) {
+                Ok(Some(t)) => t,
+                Ok(None) if got > 0 => return Ok(()),
+                Ok(None) => {
+                    if file.flags() & file::flags::O_NONBLOCK != 0 {
+                        return Err(EAGAIN);
+                    }
+                    if self.comm.wait_readable() {
+                        return Err(ERESTARTSYS);
+                    }
+                    continue;
+                }
+                // The head message waits for a call with more room.
+                Err(_) if got > 0 => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let mut out = UserSlice::new(buf.wrapping_byte_add(at), left).writer();
+            let copied = self.comm.with_taken_bytes(&t, |b| {
+                let bytes = match &b {
+                    TakenBytes::Signal(hdr) => hdr.as_bytes(),
+                    TakenBytes::Request(bytes) => bytes,
+                };
+                let rec = PsdevRecord {
+                    len: bytes.len() as u32,
+                    result: 0,
+                };
+                out.write_slice(rec.as_bytes())?;
+                out.write_slice(bytes).map(|()| bytes.len())
+            });
+            match copied {
+                Ok(n) => {
+                    self.comm.commit_read(t);
+                    at += coda_msg::record_size(n).min(left);
+                    x.read_consumed = at as u32;
+                    got += 1;
+                }
+                // A bad buffer loses nothing: the message stays queued.
+                Err(e) => {
+                    self.comm.unread(t);
+                    return if got > 0 { Ok(()) } else { Err(e) };
+                }
+            }
+        }
+    }
+
+    fn ioctl(&self, file: &File, cmd: u32, arg: UserPtr) -> Result<isize> {
         match cmd {
             coda_msg::CIOC_KERNEL_VERSION => {
                 // Declared with a size_t, but Linux and NetBSD both store an int: so do we,
@@ -140,6 +256,7 @@ impl VenusFile {
                     .write_slice(v.as_bytes())?;
                 Ok(0)
             }
+            coda_msg::CODA_PSDEV_IOC_EXCHANGE => self.exchange(file, arg),
             coda_msg::CODA_PSDEV_IOC_STATS => {
                 let stats = self.comm.stats_bytes()?;
                 UserSlice::new(arg, core::mem::size_of::<coda_msg::PsdevStats>())
@@ -183,13 +300,8 @@ impl FileOps for CfsOps {
         this.write(data)
     }
 
-    fn ioctl(
-        this: ArcBorrow<'_, VenusFile>,
-        _file: &File,
-        cmd: u32,
-        arg: UserPtr,
-    ) -> Result<isize> {
-        this.ioctl(cmd, arg)
+    fn ioctl(this: ArcBorrow<'_, VenusFile>, file: &File, cmd: u32, arg: UserPtr) -> Result<isize> {
+        this.ioctl(file, cmd, arg)
     }
 
     fn poll(this: ArcBorrow<'_, VenusFile>, file: &File, table: PollTable<'_>) -> u32 {

@@ -1271,6 +1271,40 @@ wire_structs! {
     }
 }
 
+wire_structs! {
+    /// `struct coda_psdev_record`: the header of one message in an exchange's buffers.
+    pub struct PsdevRecord {
+        pub len: u32,
+        pub result: i32,
+    }
+
+    /// `struct coda_psdev_exchange`: the argument of CODA_PSDEV_IOC_EXCHANGE.
+    pub struct PsdevExchange {
+        pub write_buf: u64,
+        pub write_size: u32,
+        pub write_consumed: u32,
+        pub read_buf: u64,
+        pub read_size: u32,
+        pub read_consumed: u32,
+    }
+}
+
+pub const CODA_PSDEV_RECORD_ALIGN: usize = 8;
+pub const CODA_PSDEV_EXCHANGE_MAX: usize = 256 * 1024;
+pub const RECORD_HDR_SIZE: usize = size_of::<PsdevRecord>();
+
+/// Bytes a record of a `len`-byte message takes in an exchange buffer, padding included.
+pub const fn record_size(len: usize) -> usize {
+    (RECORD_HDR_SIZE + len).next_multiple_of(CODA_PSDEV_RECORD_ALIGN)
+}
+
+/// `_IOWR(CODA_PSDEV_IOC_MAGIC, 2, struct coda_psdev_exchange)`.
+pub const CODA_PSDEV_IOC_EXCHANGE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    CODA_PSDEV_IOC_MAGIC,
+    2,
+    size_of::<PsdevExchange>(),
+);
 /// `_IOR(CODA_PSDEV_IOC_MAGIC, 1, struct coda_psdev_stats)`.
 pub const CODA_PSDEV_IOC_STATS: u32 =
     ioc(IOC_READ, CODA_PSDEV_IOC_MAGIC, 1, size_of::<PsdevStats>());

@@ -115,12 +115,16 @@ for round in $(seq "$rounds"); do
 	echo "bench: round $round of $rounds" >&2
 	if ours_up; then
 		opens=0
-		# readers "1p": one reader on CPU 0, for the pinned round trips.
+		# readers "1p": one reader on CPU 0, for the pinned round trips; "1x" the same
+		# using CODA_PSDEV_IOC_EXCHANGE.
 		# "2b": two readers blocking in read(2) instead of poll(2) + read.
-		for readers in 1p 1 2 2b; do
+		# "2x": two readers each trading replies for messages in one exchange call.
+		for readers in 1p 1x 1 2 2b 2x; do
 			case $readers in
 			1p) pin=1 venus_start 1 ;;
+			1x) pin=1 venus_start 1 --exchange ;;
 			2b) venus_start 2 --blocking-read ;;
+			2x) venus_start 2 --exchange ;;
 			*) venus_start "$readers" ;;
 			esac
 			opens=$((opens + 1))
@@ -130,8 +134,12 @@ for round in $(seq "$rounds"); do
 				run "ours round trip 20 B" P ctl-rtt --size 20 "${rtt[@]}"
 				run "eventfd ping-pong" P pingpong --kind eventfd "${rtt[@]}"
 				run "ours round trip 4 KiB" P ctl-rtt --size 4096 "${rtt[@]}"
+			elif [ "$readers" = 1x ]; then
+				run "ours round trip 20 B, exchange" P ctl-rtt --size 20 --venus exchange "${rtt[@]}"
+			elif [ "$readers" = 2x ]; then
+				run "ours throughput, 2 readers, exchange" B throughput --system ours --readers 2 --venus exchange "${tput[@]}"
 			elif [ "$readers" = 2b ]; then
-				run "ours throughput, 2 blocking readers" B throughput --system ours --readers 2 --blocking "${tput8[@]}"
+				run "ours throughput, 2 blocking readers" B throughput --system ours --readers 2 --venus blocking "${tput8[@]}"
 			else
 				run "ours throughput, $readers reader(s)" B throughput --system ours --readers "$readers" "${tput[@]}"
 			fi
@@ -152,8 +160,12 @@ for round in $(seq "$rounds"); do
 			if [ "$readers" = 1p ]; then
 				run "pipe ping-pong" P pingpong --kind pipe "${rtt[@]}"
 				run "C coda statfs round trip" P statfs-rtt --mnt "$mnt" "${rtt[@]}"
+			elif [ "$readers" = 1x ]; then
+				run "ours round trip 20 B, exchange" P ctl-rtt --size 20 --venus exchange "${rtt[@]}"
+			elif [ "$readers" = 2x ]; then
+				run "ours throughput, 2 readers, exchange" B throughput --system ours --readers 2 --venus exchange "${tput[@]}"
 			elif [ "$readers" = 2b ]; then
-				run "C coda throughput, 2 blocking readers" B throughput --system coda --readers 2 --blocking --mnt "$mnt" "${tput8[@]}"
+				run "C coda throughput, 2 blocking readers" B throughput --system coda --readers 2 --venus blocking --mnt "$mnt" "${tput8[@]}"
 			else
 				run "C coda throughput, $readers reader(s)" B throughput --system coda --readers "$readers" --mnt "$mnt" "${tput[@]}"
 			fi

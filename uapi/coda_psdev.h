@@ -3,7 +3,8 @@
  * coda-psdev: the Rust Coda pseudo-device's own user interface.
  *
  * /dev/cfsN speaks Linux's Coda protocol (<linux/coda.h>, CODA_KERNEL_VERSION 5) and adds
- * one ioctl, CODA_PSDEV_IOC_STATS.  /dev/coda_ctl, the control device, lets a process act
+ * two ioctls: CODA_PSDEV_IOC_STATS and CODA_PSDEV_IOC_EXCHANGE (many replies and
+ * messages in one system call).  /dev/coda_ctl, the control device, lets a process act
  * as the kernel-side caller of an upcall and receive the downcalls Venus writes.
  * Both are root only (mode 0600, CAP_SYS_ADMIN, initial user and pid namespaces).
  */
@@ -58,6 +59,45 @@ struct coda_psdev_stats {
 
 /* On an open /dev/cfsN: its statistics. */
 #define CODA_PSDEV_IOC_STATS	_IOR(CODA_PSDEV_IOC_MAGIC, 1, struct coda_psdev_stats)
+
+/*
+ * One message in the buffers of CODA_PSDEV_IOC_EXCHANGE: this header, len bytes of the
+ * message, then padding to the next multiple of CODA_PSDEV_RECORD_ALIGN.
+ */
+struct coda_psdev_record {
+	__u32 len;		/* bytes of the message that follow */
+	__s32 result;		/* written records, out: 0, or -errno as write(2) would
+				 * have failed (ESRCH: the caller is gone); read: 0 */
+};
+
+#define CODA_PSDEV_RECORD_ALIGN	8
+/* The most bytes of records one exchange writes. */
+#define CODA_PSDEV_EXCHANGE_MAX	(256 * 1024)
+
+/*
+ * CODA_PSDEV_IOC_EXCHANGE: Venus's replies and its next messages in one system call, as
+ * binder's BINDER_WRITE_READ.  First every record from write_buf + write_consumed up to
+ * write_size is written, each as one write(2) of its message would be (a reply or a
+ * downcall), and its result stored in the record; a record that does not fit what is left
+ * of the buffer ends the call with EINVAL.  Then messages are read into read_buf from
+ * read_consumed on, each as one read(2) would return it, CODA_SIGNAL first, as many as fit:
+ * if none is queued the call waits as a blocking read(2) (EAGAIN with O_NONBLOCK), and if
+ * the first does not fit it fails with EMSGSIZE, the message left queued.  read_size ==
+ * read_consumed skips the read half.  Both consumed counts are updated before any return,
+ * so a call ended by a signal can be made again as it is: nothing is written twice and
+ * nothing read is lost.  EINVAL also for write_size > CODA_PSDEV_EXCHANGE_MAX or a consumed
+ * count beyond its size.
+ */
+struct coda_psdev_exchange {
+	__u64 write_buf;	/* user pointer to records to write */
+	__u32 write_size;
+	__u32 write_consumed;	/* in and out */
+	__u64 read_buf;		/* user pointer to room for records read */
+	__u32 read_size;
+	__u32 read_consumed;	/* in and out */
+};
+
+#define CODA_PSDEV_IOC_EXCHANGE	_IOWR(CODA_PSDEV_IOC_MAGIC, 2, struct coda_psdev_exchange)
 
 /* Flags of struct coda_ctl_call. */
 #define CODA_CTL_ASYNC		0x1	/* no reply wanted: returns once queued */

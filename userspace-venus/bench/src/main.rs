@@ -98,6 +98,9 @@ enum Cmd {
         /// Request size in bytes.
         #[arg(long, default_value_t = coda_msg::IN_HDR_SIZE)]
         size: usize,
+        /// How the stub serving the device runs.
+        #[arg(long, value_enum, default_value = "poll")]
+        venus: VenusMode,
         #[command(flatten)]
         dev: Device,
         #[command(flatten)]
@@ -123,9 +126,9 @@ enum Cmd {
         callers: Vec<usize>,
         #[arg(long)]
         readers: u32,
-        /// Labels the record: Venus's readers block in read(2) (`venus --blocking-read`).
-        #[arg(long)]
-        blocking: bool,
+        /// How the stub serving the device runs.
+        #[arg(long, value_enum, default_value = "poll")]
+        venus: VenusMode,
         /// Length of each run.
         #[arg(long, default_value_t = 1.0)]
         secs: f64,
@@ -238,17 +241,23 @@ fn run(cli: Cli) -> io::Result<()> {
             idle_threads,
             reps,
         } => pingpong::measure(kind, reps.iters, reps.runs, reps.warmup, idle_threads)?.save(&raw),
-        Cmd::CtlRtt { size, dev, reps } => {
+        Cmd::CtlRtt {
+            size,
+            venus,
+            dev,
+            reps,
+        } => {
             let target = Target::Ctl {
                 ctl: Arc::new(Ctl::open(&dev.ctl)?),
                 minor: dev.minor,
                 size,
             };
+            let (suffix, how) = venus.label();
             let mut rec = Record::new(
-                format!("ours_rtt_{size}"),
+                format!("ours_rtt_{size}{suffix}"),
                 2,
                 "ours",
-                format!("round trip, {size}-byte STATFS"),
+                format!("round trip, {size}-byte STATFS{how}"),
             );
             rec.size = Some(size as u32);
             rec.runs = calls::round_trips(&target, reps.iters, reps.runs, reps.warmup)?;
@@ -268,7 +277,7 @@ fn run(cli: Cli) -> io::Result<()> {
             system,
             callers,
             readers,
-            blocking,
+            venus,
             secs,
             runs,
             mnt,
@@ -290,20 +299,13 @@ fn run(cli: Cli) -> io::Result<()> {
                 "coda"
             };
             for c in callers {
-                let (suffix, how) = if blocking {
-                    ("_blocking", " blocking in read(2)")
-                } else {
-                    ("", "")
-                };
+                let (suffix, how) = venus.label();
                 let mut rec = Record::new(
                     format!("{sys}_tput_c{c}_r{readers}{suffix}"),
                     4,
                     sys,
                     format!("throughput, {c} callers x {readers} readers{how}"),
                 );
-                if blocking {
-                    rec.extra.insert("blocking_read".into(), 1.0);
-                }
                 rec.callers = Some(c as u32);
                 rec.readers = Some(readers);
                 for _ in 0..runs {
@@ -398,6 +400,29 @@ fn run(cli: Cli) -> io::Result<()> {
 }
 
 /// Which Coda file system a statfs() round trip goes through.
+/// How the Venus stub's readers wait and answer; only labels the record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+enum VenusMode {
+    /// poll(2), then a non-blocking read(2); one write(2) per reply (the default stub).
+    #[default]
+    Poll,
+    /// Blocked in read(2) (`venus --blocking-read`).
+    Blocking,
+    /// One CODA_PSDEV_IOC_EXCHANGE per batch of replies and messages (`venus --exchange`).
+    Exchange,
+}
+
+impl VenusMode {
+    /// The record id's suffix, and the words the table adds.
+    fn label(self) -> (&'static str, &'static str) {
+        match self {
+            VenusMode::Poll => ("", ""),
+            VenusMode::Blocking => ("_blocking", " blocking in read(2)"),
+            VenusMode::Exchange => ("_exchange", " using CODA_PSDEV_IOC_EXCHANGE"),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum CodaFs {
     /// The kernel's C coda.ko, with its C pseudo-device.

@@ -168,6 +168,11 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
         String::new(),
     ));
     lines.extend(latency(
+        "ours_rtt_20_exchange",
+        "ours: round trip, 20-byte STATFS (stub -t 1 --exchange, CPU 0)".into(),
+        "Venus answers and reads in one CODA_PSDEV_IOC_EXCHANGE".into(),
+    ));
+    lines.extend(latency(
         "ours_rtt_4096",
         "ours: round trip, 4 KiB STATFS (stub -t 1, CPU 0)".into(),
         String::new(),
@@ -184,13 +189,22 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
     ));
 
     // Then the same with Venus's readers blocked in read(2): our driver wakes one of them
-    // per message, Linux's psdev every one.
-    for (suffix, how) in [("", ""), ("_blocking", " blocking in read(2)")] {
+    // per message, Linux's psdev every one. Last, ours with Venus using the exchange
+    // ioctl, which C coda does not have: against C coda's faster way of reading.
+    for (suffix, how) in [
+        ("", ""),
+        ("_blocking", " blocking in read(2)"),
+        ("_exchange", " using CODA_PSDEV_IOC_EXCHANGE"),
+    ] {
         for (callers, readers) in throughput_cells(records) {
             for sys in ["ours", "coda"] {
                 let id = format!("{sys}_tput_c{callers}_r{readers}{suffix}");
                 let Some(r) = ix.get(&id) else { continue };
-                let other = ix.rate(&format!("coda_tput_c{callers}_r{readers}{suffix}"));
+                let other = if suffix == "_exchange" {
+                    best_coda_rate(&ix, callers, readers)
+                } else {
+                    ix.rate(&format!("coda_tput_c{callers}_r{readers}{suffix}"))
+                };
                 lines.push(Line {
                     row: 4,
                     id: id.clone(),
@@ -297,6 +311,14 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
     (lines, verdicts)
 }
 
+/// C coda's throughput for one cell with the faster of the stub's two ways of reading.
+fn best_coda_rate(ix: &Index<'_>, callers: u32, readers: u32) -> Option<f64> {
+    ["", "_blocking"]
+        .iter()
+        .filter_map(|s| ix.rate(&format!("coda_tput_c{callers}_r{readers}{s}")))
+        .reduce(f64::max)
+}
+
 /// Slab bytes per parked call, over all batches (the larger batches dominate, as they should).
 fn slab_per_call(records: &[Record], sys: &str) -> Option<f64> {
     let counts = outstanding_counts(records, sys);
@@ -319,13 +341,23 @@ fn targets(ix: &Index<'_>, records: &[Record], raw: &[Record]) -> Vec<Verdict> {
     // Verdicts use the paired ratios where there are rounds to pair, else the medians.
     let r = ratio(ours, pipe);
     let rp = paired(raw, "ours_rtt_20", "pipe", p50);
+    let xr = ratio(ix.p50("ours_rtt_20_exchange"), pipe);
+    let xrp = paired(raw, "ours_rtt_20_exchange", "pipe", p50);
+    // Met by either Venus: the exchange is how a Venus of this driver would run.
+    let best = [rp.or(r), xrp.or(xr)]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min);
     v.push(Verdict {
         target: "round trip <= 1.5x pipe ping-pong".into(),
-        met: rp.or(r).map(|r| r <= 1.5),
+        met: best.map(|r| r <= 1.5),
         detail: format!(
-            "ours (stub) x{} per round, x{} of medians; with the lean Venus x{}",
+            "stub with read/write x{} per round, x{} of medians; with the exchange ioctl x{} \
+             per round, x{} of medians; lean Venus x{}",
             fmt2(rp),
             fmt2(r),
+            fmt2(xrp),
+            fmt2(xr),
             fmt2(ratio(ix.p50("ours_out_0"), pipe))
         ),
     });
@@ -341,17 +373,29 @@ fn targets(ix: &Index<'_>, records: &[Record], raw: &[Record]) -> Vec<Verdict> {
             fmt2(ratio(ix.p50("ours_out_0"), ix.p50("coda_out_0")))
         ),
     });
-    let r = ratio(ix.rate("ours_tput_c8_r2"), ix.rate("coda_tput_c8_r2"));
-    let rp = inv(paired(raw, "coda_tput_c8_r2", "ours_tput_c8_r2", rate));
+    // Each of ours against C coda's faster reading mode, paired per round.
+    let coda_best = best_coda_rate(ix, 8, 2);
+    let vs_coda = |id: &str| {
+        let per_round = ["coda_tput_c8_r2", "coda_tput_c8_r2_blocking"]
+            .iter()
+            .filter_map(|c| inv(paired(raw, c, id, rate)))
+            .reduce(f64::min);
+        per_round.or(ratio(ix.rate(id), coda_best))
+    };
+    let plain = vs_coda("ours_tput_c8_r2");
+    let exchange = vs_coda("ours_tput_c8_r2_exchange");
+    let best = [plain, exchange].into_iter().flatten().reduce(f64::max);
     v.push(Verdict {
         target: "throughput, 8 callers x 2 readers >= 1.5x C coda".into(),
-        met: rp.or(r).map(|r| r >= 1.5),
+        met: best.map(|r| r >= 1.5),
         detail: format!(
-            "ours {} /s, C coda {} /s: x{} per round, x{} of medians",
+            "C coda {} /s (its faster reading); ours {} /s with read/write (x{}), {} /s with \
+             the exchange ioctl (x{}); x per round",
+            fmt0(coda_best),
             fmt0(ix.rate("ours_tput_c8_r2")),
-            fmt0(ix.rate("coda_tput_c8_r2")),
-            fmt2(rp),
-            fmt2(r)
+            fmt2(plain),
+            fmt0(ix.rate("ours_tput_c8_r2_exchange")),
+            fmt2(exchange)
         ),
     });
     let top = outstanding_counts(records, "ours")

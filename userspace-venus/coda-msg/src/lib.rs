@@ -77,6 +77,8 @@ macro_rules! for_each_wire_struct {
             $crate::PsdevStats,
             $crate::CtlCall,
             $crate::CtlDowncall,
+            $crate::PsdevRecord,
+            $crate::PsdevExchange,
         )
     };
 }

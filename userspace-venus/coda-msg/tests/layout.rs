@@ -393,6 +393,18 @@ fn psdev_items() -> Items {
         "unique" => unique,
     });
     layout!(it, "coda_ctl_downcall", CtlDowncall { "minor" => minor, "len" => len });
+    layout!(it, "coda_psdev_record", PsdevRecord { "len" => len, "result" => result });
+    layout!(it, "coda_psdev_exchange", PsdevExchange {
+        "write_buf" => write_buf,
+        "write_size" => write_size,
+        "write_consumed" => write_consumed,
+        "read_buf" => read_buf,
+        "read_size" => read_size,
+        "read_consumed" => read_consumed,
+    });
+    it.constant("CODA_PSDEV_RECORD_ALIGN", CODA_PSDEV_RECORD_ALIGN as u64);
+    it.constant("CODA_PSDEV_EXCHANGE_MAX", CODA_PSDEV_EXCHANGE_MAX as u64);
+    it.constant("CODA_PSDEV_IOC_EXCHANGE", CODA_PSDEV_IOC_EXCHANGE as u64);
     it.constant("CODA_PSDEV_IOC_MAGIC", CODA_PSDEV_IOC_MAGIC as u64);
     it.constant("CODA_PSDEV_NOPS", CODA_PSDEV_NOPS as u64);
     it.constant("CODA_PSDEV_STATS_VERSION", CODA_PSDEV_STATS_VERSION as u64);

@@ -261,6 +261,13 @@ struct Worker {
 }
 
 const READ_ERRNOS: &[Errno] = &[Errno::EAGAIN, Errno::EINTR, Errno::EMSGSIZE, Errno::EFAULT];
+const EXCHANGE_ERRNOS: &[Errno] = &[
+    Errno::EINVAL,
+    Errno::EFAULT,
+    Errno::EAGAIN,
+    Errno::EINTR,
+    Errno::EMSGSIZE,
+];
 const CTL_IOCTL_ERRNOS: &[Errno] = &[
     Errno::ENOTTY,
     Errno::EFAULT,
@@ -318,7 +325,8 @@ impl Worker {
             59..=68 => self.call(),
             69..=72 => self.poll(),
             73..=76 => self.epoll(),
-            77..=88 => self.serve(),
+            77..=84 => self.serve(),
+            85..=88 => self.exchange(),
             89..=90 => self.fork_caller(),
             91..=92 => self.sh.arena.flip_victim(&mut self.rng),
             93..=95 => self.fdinfo(),
@@ -539,6 +547,7 @@ impl Worker {
         let known = [
             CIOC_KERNEL_VERSION,
             CODA_PSDEV_IOC_STATS,
+            CODA_PSDEV_IOC_EXCHANGE,
             CODA_CTL_IOC_CALL,
             CODA_CTL_IOC_STATS,
         ];
@@ -598,10 +607,19 @@ impl Worker {
         };
         let r = sys::raw_ioctl(fd.as_raw_fd(), cmd, arg);
         let known = match kind {
-            Kind::Cfs(_) => [CIOC_KERNEL_VERSION, CODA_PSDEV_IOC_STATS].contains(&cmd),
+            Kind::Cfs(_) => [
+                CIOC_KERNEL_VERSION,
+                CODA_PSDEV_IOC_STATS,
+                CODA_PSDEV_IOC_EXCHANGE,
+            ]
+            .contains(&cmd),
             Kind::Ctl => [CODA_CTL_IOC_CALL, CODA_CTL_IOC_STATS].contains(&cmd),
         };
         match kind {
+            // A random exchange structure may get as far as any of its errors.
+            Kind::Cfs(_) if cmd == CODA_PSDEV_IOC_EXCHANGE => {
+                self.t.expect("ioctl cfs exchange", &r, EXCHANGE_ERRNOS)
+            }
             Kind::Cfs(_) => self
                 .t
                 .expect("ioctl cfs", &r, &[Errno::ENOTTY, Errno::EFAULT]),
@@ -855,6 +873,180 @@ impl Worker {
             let r = sys::raw_write(fd.as_raw_fd(), reply.as_ptr() as usize, reply.len());
             self.t
                 .expect("serve write", &r, &[Errno::ESRCH, Errno::EINVAL]);
+        }
+    }
+
+    /// CODA_PSDEV_IOC_EXCHANGE with records like those `write` makes and replies to uniques
+    /// read, sometimes a broken frame or buffer: every record's result and every message
+    /// read is checked against the protocol.
+    fn exchange(&mut self) {
+        let Some((fd, kind)) = self.sh.pick(&mut self.rng, Some(true)) else {
+            return;
+        };
+        let Kind::Cfs(minor) = kind else { return };
+        const READ_AT: usize = 32768;
+        let mut write = Vec::new();
+        let mut msgs = Vec::new();
+        for _ in 0..self.rng.below(5) {
+            let op = match self.rng.below(4) {
+                0 => CODA_REPLACE + self.rng.below(7) as u32,
+                1 => self.rng.below(u64::from(CODA_NCALLS) + 2) as u32,
+                _ => CODA_GETATTR,
+            };
+            let exact = if is_downcall(op) {
+                downcall_size(op)
+            } else {
+                OUT_HDR_SIZE + 4
+            };
+            let len = match self.rng.below(4) {
+                0 => exact,
+                1 => self.rng.pick(&[0, 4, OUT_HDR_SIZE - 1, VC_MAXMSGSIZE + 1]),
+                2 => exact + self.rng.index(3) - 1,
+                _ => self.size().min(READ_AT / 4),
+            };
+            let mut m = vec![0u8; len];
+            self.rng.fill(&mut m);
+            if len >= OUT_HDR_SIZE {
+                let oh = OutHdr {
+                    opcode: op,
+                    unique: self.sh.unique(&mut self.rng),
+                    result: self.rng.pick(&[0, 0, 2, -1]),
+                };
+                m[..OUT_HDR_SIZE].copy_from_slice(oh.as_bytes());
+            }
+            let at = write.len();
+            let rec = PsdevRecord {
+                len: len as u32,
+                result: 0x5a5a,
+            };
+            write.extend_from_slice(rec.as_bytes());
+            write.extend_from_slice(&m);
+            write.resize(at + record_size(len), 0);
+            msgs.push((at, m));
+        }
+        // Now and then a frame that lies about its length, or a truncated tail.
+        match self.rng.below(12) {
+            0 => write.extend_from_slice(&u32::MAX.to_ne_bytes()),
+            1 => write.extend_from_slice(&[0u8; RECORD_HDR_SIZE + 3][..RECORD_HDR_SIZE]),
+            _ => {}
+        }
+        if let [.., (at, _)] = msgs.as_slice() {
+            if self.rng.chance(1, 12) {
+                let at = *at;
+                write[at..at + 4].copy_from_slice(&(READ_AT as u32).to_ne_bytes());
+                msgs.pop();
+            }
+        }
+        let write_len = write.len().min(READ_AT);
+        self.big[..write_len].copy_from_slice(&write[..write_len]);
+        let read_size = self.rng.pick(&[
+            0,
+            RECORD_HDR_SIZE,
+            RECORD_HDR_SIZE + IN_HDR_SIZE,
+            100,
+            record_size(VC_MAXMSGSIZE),
+            self.big.len() - READ_AT,
+        ]);
+        self.big[READ_AT..].fill(0xee);
+        let base = self.big.as_mut_ptr() as usize;
+        let mut x = PsdevExchange {
+            write_buf: base as u64,
+            write_size: write_len as u32,
+            write_consumed: 0,
+            read_buf: (base + READ_AT) as u64,
+            read_size: read_size as u32,
+            read_consumed: 0,
+        };
+        let bad_buffer = self.rng.chance(1, 10);
+        if bad_buffer {
+            let bad = self.sh.arena.bad(&mut self.rng, 4096) as u64;
+            if self.rng.chance(1, 2) {
+                x.write_buf = bad;
+            } else {
+                x.read_buf = bad;
+            }
+        }
+        let r = sys::raw_ioctl(
+            fd.as_raw_fd(),
+            CODA_PSDEV_IOC_EXCHANGE,
+            &mut x as *mut PsdevExchange as usize,
+        );
+        self.t.expect("exchange", &r, EXCHANGE_ERRNOS);
+        let done = x.write_consumed as usize;
+        if done > write_len || x.read_consumed > x.read_size {
+            self.t.bad(format!(
+                "exchange on cfs{minor}: counts past the sizes: {x:?}"
+            ));
+            return;
+        }
+        if r.is_ok() && done != write_len {
+            self.t.bad(format!(
+                "exchange on cfs{minor} succeeded with {done} of {write_len} written"
+            ));
+        }
+        if x.write_buf == base as u64 {
+            for (at, m) in msgs.iter().filter(|(at, _)| *at < done) {
+                let b = &self.big[*at..];
+                let result = i32::from_ne_bytes(b[4..8].try_into().unwrap());
+                self.check_record_result(minor, m, result);
+            }
+        }
+        if x.read_buf == (base + READ_AT) as u64 {
+            self.check_exchange_reads(minor, READ_AT, x.read_consumed as usize, read_size);
+        }
+    }
+
+    /// The result stored in a written record: what the same write(2) would have returned.
+    fn check_record_result(&mut self, minor: u32, m: &[u8], result: i32) {
+        let r = if result == 0 {
+            Ok(m.len())
+        } else {
+            Err(Errno::from_raw(-result))
+        };
+        if !matches!(r, Ok(_) | Err(Errno::EINVAL | Errno::ESRCH | Errno::EFAULT)) {
+            self.t.bad(format!(
+                "exchange on cfs{minor}: a record's result is {result}"
+            ));
+        }
+        self.check_write(minor, m, &r);
+    }
+
+    /// The records an exchange read: whole messages, each as read(2) returns one, and
+    /// nothing written past them.
+    fn check_exchange_reads(&mut self, minor: u32, at: usize, n: usize, room: usize) {
+        let mut left = &self.big[at..at + n];
+        let mut bad = Vec::new();
+        while !left.is_empty() {
+            let Some(rec) = sys::read_struct::<PsdevRecord>(left) else {
+                bad.push(format!("a {}-byte fragment", left.len()));
+                break;
+            };
+            let len = rec.len as usize;
+            let Some(m) = left.get(RECORD_HDR_SIZE..RECORD_HDR_SIZE + len) else {
+                bad.push(format!("a {len}-byte record in {} bytes", left.len()));
+                break;
+            };
+            if rec.result != 0 || !(IN_HDR_SIZE..=VC_MAXMSGSIZE).contains(&len) {
+                bad.push(format!("record {rec:?}"));
+            } else if let Some(h) = sys::read_struct::<InHdr>(m) {
+                if h.opcode == CODA_SIGNAL {
+                    if len != IN_HDR_SIZE || h.pid != 0 || h.pgid != 0 || h.uid != 0 {
+                        bad.push(format!("CODA_SIGNAL of {len} bytes: {h:?}"));
+                    }
+                } else if !is_upcall(h.opcode) {
+                    bad.push(format!("opcode {} is no upcall", h.opcode));
+                } else {
+                    self.sh.remember(minor, h.unique);
+                }
+            }
+            left = left.get(record_size(len)..).unwrap_or(&[]);
+        }
+        // The padding inside is left as it was, and nothing past read_consumed is written.
+        if self.big[at + n..at + room].iter().any(|&x| x != 0xee) {
+            bad.push(format!("bytes written past read_consumed {n}"));
+        }
+        for b in bad {
+            self.t.bad(format!("exchange read on cfs{minor}: {b}"));
         }
     }
 

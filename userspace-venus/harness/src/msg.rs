@@ -2,6 +2,7 @@
 
 use coda_msg::InHdr;
 use coda_msg::OutHdr;
+use zerocopy::FromBytes;
 use zerocopy::IntoBytes;
 
 /// Offset of the 8-byte token a test puts right after the in-header to tell messages apart.
@@ -77,4 +78,38 @@ pub fn reply_pattern(opcode: u32, unique: u32, len: usize, seed: u8) -> Vec<u8> 
         .map(|i| seed.wrapping_add(i as u8))
         .collect();
     reply(opcode, unique, 0, &body)
+}
+
+/// Records for CODA_PSDEV_IOC_EXCHANGE: each message after its header, padded.
+pub fn records<M: AsRef<[u8]>>(msgs: &[M]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for m in msgs {
+        let m = m.as_ref();
+        let at = buf.len();
+        let rec = coda_msg::PsdevRecord {
+            len: m.len() as u32,
+            result: 0,
+        };
+        buf.extend_from_slice(rec.as_bytes());
+        buf.extend_from_slice(m);
+        buf.resize(at + coda_msg::record_size(m.len()), 0);
+    }
+    buf
+}
+
+/// The records in `buf`: each one's result and message.
+pub fn parse_records(mut buf: &[u8]) -> Result<Vec<(i32, Vec<u8>)>, String> {
+    let mut v = Vec::new();
+    while !buf.is_empty() {
+        let (rec, rest) = coda_msg::PsdevRecord::read_from_prefix(buf)
+            .map_err(|_| format!("a {}-byte record fragment", buf.len()))?;
+        let len = rec.len as usize;
+        let m = rest
+            .get(..len)
+            .ok_or_else(|| format!("a {len}-byte record with {} bytes left", rest.len()))?;
+        v.push((rec.result, m.to_vec()));
+        let next = coda_msg::record_size(len).min(buf.len());
+        buf = &buf[next..];
+    }
+    Ok(v)
 }

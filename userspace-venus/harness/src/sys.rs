@@ -13,6 +13,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use coda_msg::CtlCall;
+use coda_msg::PsdevExchange;
 use coda_msg::PsdevStats;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -112,6 +113,27 @@ pub unsafe fn ctl_call(fd: BorrowedFd<'_>, c: &mut CtlCall) -> Result<(), Errno>
     unsafe { ioctl_raw(fd, coda_msg::CODA_CTL_IOC_CALL, c) }.map(drop)
 }
 
+/// `CODA_PSDEV_IOC_EXCHANGE` on a /dev/cfsN.
+///
+/// # Safety
+///
+/// `x.write_buf` must point at `x.write_size` bytes that the kernel may read and store
+/// results into, and `x.read_buf` at `x.read_size` bytes for it to write, each used by
+/// nothing else during the call (or at no mapping).
+pub unsafe fn exchange(fd: BorrowedFd<'_>, x: &mut PsdevExchange) -> Result<(), Errno> {
+    // SAFETY: `x` is a `PsdevExchange`, the command's size; its pointers are the caller's
+    // promise.
+    unsafe { ioctl_raw(fd, coda_msg::CODA_PSDEV_IOC_EXCHANGE, x) }.map(drop)
+}
+
+/// `CODA_PSDEV_IOC_EXCHANGE` with an argument address that is not ours.
+pub fn exchange_bad_arg(fd: BorrowedFd<'_>, bad: BadBuf<'_>) -> Result<(), Errno> {
+    let addr = bad.addr();
+    // SAFETY: `addr` is unmapped, PROT_NONE, or a guarded page's tail that `bad` borrows
+    // mutably: the kernel can write nothing that Rust code also refers to.
+    unsafe { ioctl_raw(fd, coda_msg::CODA_PSDEV_IOC_EXCHANGE, addr as *mut u8) }.map(drop)
+}
+
 /// An address below mmap_min_addr: never mapped, so any access faults.
 const LOW_ADDR: usize = 1;
 
@@ -155,6 +177,15 @@ impl GuardedPage {
         self.inaccessible() - valid.min(self.page)
     }
 
+    /// The last `n` bytes of the accessible page.
+    pub fn tail(&self, n: usize) -> Vec<u8> {
+        // SAFETY: the first page is readable and ours; the kernel wrote it only during a
+        // system call that has returned.
+        let first =
+            unsafe { std::slice::from_raw_parts(self.base.as_ptr().cast::<u8>(), self.page) };
+        first[self.page - n.min(self.page)..].to_vec()
+    }
+
     /// Puts `bytes` at the end of the accessible page, just before the guard.
     pub fn put_tail(&mut self, bytes: &[u8]) {
         // SAFETY: the first page is readable and writable, ours alone, and `&mut self`
@@ -184,7 +215,7 @@ pub enum BadBuf<'a> {
 }
 
 impl BadBuf<'_> {
-    fn addr(&self) -> usize {
+    pub fn addr(&self) -> usize {
         match self {
             BadBuf::Low => LOW_ADDR,
             BadBuf::Guard(g) => g.inaccessible(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coda_msg::InHdr;
+use coda_msg::PsdevExchange;
 use coda_msg::PsdevStats;
 use nix::errno::Errno;
 use nix::fcntl::FcntlArg;
@@ -121,8 +122,84 @@ impl Venus {
         }
     }
 
+    /// One CODA_PSDEV_IOC_EXCHANGE: writes the records `write`, reads with `read_room`.
+    pub fn exchange(&self, write: &[u8], read_room: usize) -> Exchanged {
+        exchange(self.fd(), write.to_vec(), 0, read_room)
+    }
+
     pub fn stats(&self) -> Result<PsdevStats, String> {
         sys::psdev_stats(self.fd()).map_err(|e| format!("CODA_PSDEV_IOC_STATS: {e}"))
+    }
+}
+
+/// What one CODA_PSDEV_IOC_EXCHANGE did.
+#[derive(Debug)]
+pub struct Exchanged {
+    pub result: Result<(), Errno>,
+    /// The argument as the driver gave it back.
+    pub x: PsdevExchange,
+    /// The write buffer after the call, results stored.
+    pub written: Vec<u8>,
+    /// The read buffer up to read_consumed.
+    pub read: Vec<u8>,
+}
+
+impl Exchanged {
+    /// The results of the records written, as far as write_consumed reaches.
+    pub fn results(&self) -> Result<Vec<i32>, String> {
+        let done = self
+            .written
+            .get(..self.x.write_consumed as usize)
+            .ok_or("write_consumed past the buffer")?;
+        Ok(msg::parse_records(done)?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    /// The messages read.
+    pub fn msgs(&self) -> Result<Vec<Vec<u8>>, String> {
+        let recs = msg::parse_records(&self.read)?;
+        if let Some((r, _)) = recs.iter().find(|(r, _)| *r != 0) {
+            return Err(format!("a record read with result {r}, want 0"));
+        }
+        Ok(recs.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// Fails unless the call succeeded.
+    pub fn ok(self, what: &str) -> Result<Self, String> {
+        match self.result {
+            Ok(()) => Ok(self),
+            Err(e) => Err(format!("{what}: CODA_PSDEV_IOC_EXCHANGE failed with {e}")),
+        }
+    }
+}
+
+/// CODA_PSDEV_IOC_EXCHANGE on `fd` from the given write_consumed.
+pub fn exchange(
+    fd: BorrowedFd<'_>,
+    mut written: Vec<u8>,
+    write_consumed: u32,
+    read_room: usize,
+) -> Exchanged {
+    let mut read = vec![0u8; read_room];
+    let mut x = PsdevExchange {
+        write_buf: written.as_mut_ptr() as u64,
+        write_size: written.len() as u32,
+        write_consumed,
+        read_buf: read.as_mut_ptr() as u64,
+        read_size: read.len() as u32,
+        read_consumed: 0,
+    };
+    // SAFETY: both buffers are ours, sized as the argument says, and used by nothing else
+    // until the call returns.
+    let result = unsafe { sys::exchange(fd, &mut x) };
+    read.truncate((x.read_consumed as usize).min(read_room));
+    Exchanged {
+        result,
+        x,
+        written,
+        read,
     }
 }
 

@@ -131,6 +131,11 @@ struct Args {
     /// then wakes one reader per message (Linux's psdev wakes every blocked reader).
     #[arg(long)]
     blocking_read: bool,
+
+    /// Readers trade each batch of replies for the next batch of messages in one
+    /// CODA_PSDEV_IOC_EXCHANGE call (this driver's; not in Linux's or NetBSD's psdev).
+    #[arg(long, conflicts_with = "blocking_read")]
+    exchange: bool,
 }
 
 /// Opens the device, checks the protocol version and sends the initial CODA_FLUSH.
@@ -395,10 +400,12 @@ fn main() {
     sigs.thread_block()
         .unwrap_or_else(|e| fatal(format!("blocking signals: {e}")));
 
-    if args.blocking_read {
+    // Both wait in the driver until a message comes: main kicks them at shutdown.
+    let blocking = args.blocking_read || args.exchange;
+    if blocking {
         install_kick_handler();
     }
-    let dev = open_device(&args.device, args.blocking_read);
+    let dev = open_device(&args.device, blocking);
     let cfg = Config {
         verbose: args.verbose,
         access_intent: !args.no_access_intent,
@@ -406,6 +413,7 @@ fn main() {
         max_requests: args.max_requests,
         delay: args.delay_ms.map(Duration::from_millis),
         blocking_read: args.blocking_read,
+        exchange: args.exchange,
     };
     let venus = Arc::new(
         Venus::new(dev, tree, cache.clone(), cfg, rec, replay)
@@ -441,7 +449,7 @@ fn main() {
         spawn_mount(venus.clone(), dir.clone(), args.mount_api);
     }
 
-    if args.blocking_read {
+    if blocking {
         // Readers blocked in read(2) return only on a signal: kick them until they are
         // gone (one kick may land just before a reader enters read).
         venus.wait_stopped();

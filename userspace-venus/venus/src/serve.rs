@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
+use zerocopy::FromBytes;
 use zerocopy::Immutable;
 use zerocopy::IntoBytes;
 
@@ -39,6 +40,17 @@ pub struct Config {
     pub delay: Option<std::time::Duration>,
     /// Readers block in read(2) (the device was opened without O_NONBLOCK).
     pub blocking_read: bool,
+    /// Readers use CODA_PSDEV_IOC_EXCHANGE (the device was opened without O_NONBLOCK).
+    pub exchange: bool,
+}
+
+/// A reply made for one message, to be written; what to do once it was (or was not).
+struct Answer {
+    unique: u32,
+    len: usize,
+    /// The container of an OPEN_BY_FD, open until the reply is written.
+    opened: Option<(OwnedFd, Ino)>,
+    held: bool,
 }
 
 /// Record files: each record is a u32 little-endian length, then that many bytes.
@@ -298,10 +310,106 @@ impl Venus {
         }
     }
 
+    /// Reads and answers upcalls until shutdown, each CODA_PSDEV_IOC_EXCHANGE writing the
+    /// replies to the messages the previous one read: one system call per batch.
+    fn exchange_reader_loop(&self, id: usize) {
+        // Room for a few of the largest messages; small ones come many at a time.
+        let mut read_buf = vec![0u8; 4 * record_size(VC_MAXMSGSIZE)];
+        let mut write_buf: Vec<u8> = Vec::new();
+        let mut answers: Vec<(usize, Answer)> = Vec::new();
+        let mut out = vec![0u8; VC_MAXMSGSIZE];
+        loop {
+            let stopping = self.stop.load(Ordering::SeqCst);
+            let mut x = PsdevExchange {
+                write_buf: write_buf.as_mut_ptr() as u64,
+                write_size: write_buf.len() as u32,
+                write_consumed: 0,
+                read_buf: read_buf.as_mut_ptr() as u64,
+                // At shutdown only the replies go.
+                read_size: if stopping { 0 } else { read_buf.len() as u32 },
+                read_consumed: 0,
+            };
+            loop {
+                // SAFETY: the driver reads write_size bytes of `write_buf` and stores into
+                // its records' result fields, writes at most read_size bytes of `read_buf`,
+                // and reads and writes `x`, which is a `struct coda_psdev_exchange`; all
+                // three live across the call.
+                let r = unsafe {
+                    rustix::ioctl::ioctl(
+                        &self.dev,
+                        rustix::ioctl::Updater::<
+                            { CODA_PSDEV_IOC_EXCHANGE as rustix::ioctl::Opcode },
+                            PsdevExchange,
+                        >::new(&mut x),
+                    )
+                };
+                match r {
+                    Ok(()) => break,
+                    // The counts say what was done: the same call goes on from there.
+                    Err(Errno::INTR) if !self.stop.load(Ordering::SeqCst) => continue,
+                    Err(Errno::INTR) => {
+                        x.read_size = x.read_consumed;
+                        if x.write_consumed == x.write_size {
+                            break;
+                        }
+                    }
+                    Err(e) => fatal(format!("CODA_PSDEV_IOC_EXCHANGE: {e}")),
+                }
+            }
+            for (at, a) in answers.drain(..) {
+                let rec = &write_buf[at..];
+                let result = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
+                let delivered = match result {
+                    0 => {
+                        append_record(&self.record_writes, &[&rec[RECORD_HDR_SIZE..][..a.len]]);
+                        true
+                    }
+                    r if r == -Errno::SRCH.raw_os_error() => {
+                        if self.cfg.verbose >= 1 {
+                            eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
+                        }
+                        false
+                    }
+                    r => fatal(format!("writing a reply: {}", Errno::from_raw_os_error(-r))),
+                };
+                self.settle(a, delivered);
+            }
+            write_buf.clear();
+            if stopping || self.stop.load(Ordering::SeqCst) && x.read_consumed == 0 {
+                return;
+            }
+            let mut msgs = &read_buf[..x.read_consumed as usize];
+            while let Ok((hdr, rest)) = PsdevRecord::read_from_prefix(msgs) {
+                let len = hdr.len as usize;
+                let Some(msg) = rest.get(..len) else {
+                    fatal(format!("a {len}-byte record past the end of the exchange"));
+                };
+                msgs = rest
+                    .get(record_size(len) - RECORD_HDR_SIZE..)
+                    .unwrap_or(&[]);
+                let Some(a) = self.answer(id, msg, &mut out) else {
+                    continue;
+                };
+                let at = write_buf.len();
+                let rec = PsdevRecord {
+                    len: a.len as u32,
+                    result: 0,
+                };
+                write_buf.extend_from_slice(rec.as_bytes());
+                write_buf.extend_from_slice(&out[..a.len]);
+                write_buf.resize(at + record_size(a.len), 0);
+                answers.push((at, a));
+            }
+        }
+    }
+
     /// Reads and answers upcalls until shutdown.
     pub fn reader_loop(&self, id: usize) {
         if self.cfg.blocking_read {
             return self.blocking_reader_loop(id);
+        }
+        if self.cfg.exchange {
+            return self.exchange_reader_loop(id);
         }
         use rustix::event::PollFd;
         use rustix::event::PollFlags;
@@ -338,12 +446,20 @@ impl Venus {
     }
 
     fn serve_one(&self, id: usize, msg: &[u8], out: &mut [u8]) {
+        if let Some(a) = self.answer(id, msg, out) {
+            let delivered = self.write_reply(&out[..a.len]);
+            self.settle(a, delivered);
+        }
+    }
+
+    /// Answers one message into `out`; None when it takes no reply.
+    fn answer(&self, id: usize, msg: &[u8], out: &mut [u8]) -> Option<Answer> {
         append_record(&self.record_upcalls, &[msg]);
         let ih = match in_hdr(msg) {
             Ok(ih) => ih,
             Err(e) => {
                 eprintln!("venus: [{id}] dropping a {}-byte message: {e:?}", msg.len());
-                return;
+                return None;
             }
         };
         if self.cfg.verbose >= 3 {
@@ -361,7 +477,7 @@ impl Venus {
                     );
                 }
                 self.count_served();
-                return;
+                return None;
             }
             Ok(Reply::Len(len)) => (len, None, 0),
             Ok(Reply::Opened(len, fd, ino)) => (len, Some((fd, ino)), 0),
@@ -394,11 +510,20 @@ impl Venus {
             std::thread::sleep(d);
         }
         let held = self.wait_if_held(&ih);
-        let delivered = self.write_reply(&out[..len]);
-        if held {
+        Some(Answer {
+            unique: ih.unique,
+            len,
+            opened: fd,
+            held,
+        })
+    }
+
+    /// Finishes an answer once its reply was written (`delivered`) or refused.
+    fn settle(&self, a: Answer, delivered: bool) {
+        if a.held {
             eprintln!(
                 "venus: held reply unique={}: {}",
-                ih.unique,
+                a.unique,
                 if delivered {
                     "delivered"
                 } else {
@@ -406,7 +531,7 @@ impl Venus {
                 }
             );
         }
-        if let Some((fd, ino)) = fd {
+        if let Some((fd, ino)) = a.opened {
             drop(fd);
             if !delivered {
                 // No CODA_CLOSE will come for an open the kernel never saw.

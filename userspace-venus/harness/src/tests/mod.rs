@@ -1,6 +1,7 @@
 //! The tests, grouped by the module parameters they need, and the helpers they share.
 
 mod bound;
+mod exchange;
 mod foundation;
 mod hard;
 mod lifetime;
@@ -312,6 +313,43 @@ fn default_tests() -> Vec<Test> {
         test(
             "a thread blocked in epoll_wait or poll is woken by a new upcall",
             poll::blocked_poller_woken,
+        ),
+        // CODA_PSDEV_IOC_EXCHANGE.
+        test(
+            "exchange: an exchange reads queued upcalls in order and writes their replies at once",
+            exchange::batch_round_trip,
+        ),
+        test(
+            "exchange: each record written gets the result its write(2) would have",
+            exchange::record_results,
+        ),
+        test(
+            "exchange: a record past the buffer, a fragment or bad sizes fail EINVAL, bad pointers EFAULT",
+            exchange::framing,
+        ),
+        test(
+            "exchange: an exchange reads what fits; a first message too long fails EMSGSIZE and stays",
+            exchange::read_room,
+        ),
+        test(
+            "exchange: with O_NONBLOCK an empty queue fails EAGAIN after the replies are written",
+            exchange::nonblocking,
+        ),
+        test(
+            "exchange: an exchange waits for an upcall as a blocking read does",
+            exchange::blocks_until_queued,
+        ),
+        test(
+            "exchange: a signal during the wait keeps the counts: nothing is written twice",
+            exchange::signal_keeps_counts,
+        ),
+        test(
+            "exchange: a record faulting loses nothing: the message stays queued or the record fails",
+            exchange::bad_buffers,
+        ),
+        test(
+            "exchange: CODA_SIGNAL comes in an exchange and a late reply record gets ESRCH",
+            exchange::signal_record,
         ),
         // Statistics.
         test(
