@@ -5,6 +5,7 @@
 # PURGEUSER, FLUSH) through its control FIFO and signals hit the workers' upcalls. Every
 # worker must read back exactly what it wrote; the debug kernel must stay quiet.
 #
+# VENUS_ARGS: extra arguments for venus (e.g. --exchange).
 # usage (inside the guest, as root, coda_psdev.ko and coda_rs_fs.ko loaded, /dev/cfs0
 # free): tests/coda-fs-stress.sh VENUS_BINARY [ROUNDS]
 set -u
@@ -28,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$venus" -t 2 --cache-dir "$cache" --control "$fifo" --mount "$mnt" "$seed" 2>"$vlog" &
+"$venus" ${VENUS_ARGS:-} -t 2 --cache-dir "$cache" --control "$fifo" --mount "$mnt" "$seed" 2>"$vlog" &
 venus_pid=$!
 check "venus mounts" wait_log "mounted on"
 

@@ -2,7 +2,8 @@
 # Inside the guest: the kernel's own Coda file system built against our driver
 # (coda_rs_fs.ko, scripts/coda-fs.sh) mounted through /dev/cfs0 and served by the Venus
 # stub, with the same workload as the peer test against the C coda.ko, then under a storm
-# of downcalls and signals (tests/coda-fs-stress.sh); then its lifecycle in every order
+# of downcalls and signals (tests/coda-fs-stress.sh), both again with Venus using
+# CODA_PSDEV_IOC_EXCHANGE; then its lifecycle in every order
 # (tests/coda-fs-lifecycle.sh).
 # usage: tests/guest-coda-fs.sh OUTDIR
 out=$1
@@ -13,6 +14,9 @@ insmod "$out/coda_rs_fs.ko" || { rmmod coda_psdev; exit 1; }
 PEER_OUT=$out/peer-rs bash "$repo/tests/peer-coda.sh" "$venus"
 rc=$?
 bash "$repo/tests/coda-fs-stress.sh" "$venus" 6 || rc=1
+# Again with Venus trading replies for messages through CODA_PSDEV_IOC_EXCHANGE.
+VENUS_ARGS=--exchange PEER_OUT=$out/peer-rs-exchange bash "$repo/tests/peer-coda.sh" "$venus" || rc=1
+VENUS_ARGS=--exchange bash "$repo/tests/coda-fs-stress.sh" "$venus" 6 || rc=1
 rmmod coda_rs_fs || rc=1
 rmmod coda_psdev || rc=1
 bash "$repo/tests/coda-fs-lifecycle.sh" "$repo/coda_psdev.ko" "$out/coda_rs_fs.ko" "$venus" || rc=1

@@ -118,7 +118,9 @@ pub fn throughput_run(target: &Target, callers: usize, secs: f64) -> io::Result<
             .collect::<io::Result<_>>()?;
         barrier.wait();
         let t0 = Instant::now();
+        let cpu0 = CpuTimes::now();
         std::thread::sleep(window);
+        let cpu1 = CpuTimes::now();
         let t1 = Instant::now();
         stop.store(true, Ordering::Relaxed);
         let mut lat = Vec::new();
@@ -137,6 +139,52 @@ pub fn throughput_run(target: &Target, callers: usize, secs: f64) -> io::Result<
         }
         let mut st = RunStat::from_latencies(&mut lat);
         st.rate = Some(done as f64 / (t1 - t0).as_secs_f64());
+        if let (Some(a), Some(b)) = (cpu0, cpu1) {
+            if done > 0 {
+                st.cpu_us_per_call = Some((b.busy_us - a.busy_us) / done as f64);
+                st.switches_per_call = Some((b.switches - a.switches) as f64 / done as f64);
+            }
+        }
         Ok(st)
     })
+}
+
+/// What /proc/stat says of the whole guest: busy CPU time over all CPUs, and context
+/// switches since boot.
+struct CpuTimes {
+    busy_us: f64,
+    switches: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut busy_us = None;
+        let mut switches = None;
+        // Ticks of USER_HZ, 100 on every Linux architecture's ABI.
+        const TICK_US: f64 = 10_000.0;
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            match w.next() {
+                Some("cpu") => {
+                    let t: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+                    // user nice system idle iowait irq softirq steal
+                    let busy: u64 = t
+                        .iter()
+                        .take(8)
+                        .enumerate()
+                        .filter(|(i, _)| *i != 3 && *i != 4)
+                        .map(|(_, v)| v)
+                        .sum();
+                    busy_us = Some(busy as f64 * TICK_US);
+                }
+                Some("ctxt") => switches = w.next().and_then(|x| x.parse().ok()),
+                _ => {}
+            }
+        }
+        Some(Self {
+            busy_us: busy_us?,
+            switches: switches?,
+        })
+    }
 }

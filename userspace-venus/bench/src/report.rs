@@ -219,7 +219,7 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
                     rate: r.rate,
                     x_pipe: None,
                     x_coda: ratio(r.rate, other),
-                    note: String::new(),
+                    note: cpu_note(r),
                 });
             }
         }
@@ -309,6 +309,17 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
 
     let verdicts = targets(&ix, records, raw);
     (lines, verdicts)
+}
+
+/// Where a throughput run's time went: guest CPU and context switches per call.
+fn cpu_note(r: &Record) -> String {
+    match (
+        r.extra.get("cpu_us_per_call"),
+        r.extra.get("switches_per_call"),
+    ) {
+        (Some(c), Some(s)) => format!("CPU {c:.0} us/call, {s:.1} switches/call"),
+        _ => String::new(),
+    }
 }
 
 /// C coda's throughput for one cell with the faster of the stub's two ways of reading.

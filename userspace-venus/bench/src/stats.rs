@@ -20,6 +20,12 @@ pub struct RunStat {
     pub mean_us: f64,
     pub max_us: f64,
     pub rate: Option<f64>,
+    /// Throughput runs: CPU time the guest spent busy (all CPUs) per completed call, and
+    /// context switches per call, from /proc/stat over the run's window.
+    #[serde(default)]
+    pub cpu_us_per_call: Option<f64>,
+    #[serde(default)]
+    pub switches_per_call: Option<f64>,
 }
 
 impl RunStat {
@@ -38,7 +44,7 @@ impl RunStat {
                 total / lat.len() as f64
             },
             max_us: lat.last().map_or(f64::NAN, |&d| us(d)),
-            rate: None,
+            ..Default::default()
         }
     }
 }
@@ -107,6 +113,12 @@ impl Record {
         self.p50_us = median(self.runs.iter().map(|r| r.p50_us));
         self.p99_us = median(self.runs.iter().map(|r| r.p99_us));
         self.rate = median(self.runs.iter().filter_map(|r| r.rate));
+        if let Some(c) = median(self.runs.iter().filter_map(|r| r.cpu_us_per_call)) {
+            self.extra.insert("cpu_us_per_call".into(), c);
+        }
+        if let Some(c) = median(self.runs.iter().filter_map(|r| r.switches_per_call)) {
+            self.extra.insert("switches_per_call".into(), c);
+        }
         self
     }
 

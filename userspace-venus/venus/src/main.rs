@@ -466,10 +466,16 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&cache);
+    let exchanges = venus.exchanges.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!(
-        "venus: exiting after {} messages, {} downcalls",
+        "venus: exiting after {} messages, {} downcalls{}",
         venus.served.load(std::sync::atomic::Ordering::SeqCst),
-        venus.downcalls.load(std::sync::atomic::Ordering::SeqCst)
+        venus.downcalls.load(std::sync::atomic::Ordering::SeqCst),
+        if args.exchange {
+            format!(", read in {exchanges} exchanges")
+        } else {
+            String::new()
+        }
     );
     // Exiting closes the device, also for the threads still holding it.
     std::process::exit(0);

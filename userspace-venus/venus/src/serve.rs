@@ -128,6 +128,8 @@ pub struct Venus {
     wake_r: OwnedFd,
     wake_w: OwnedFd,
     pub served: AtomicU64,
+    /// CODA_PSDEV_IOC_EXCHANGE calls that read at least one message.
+    pub exchanges: AtomicU64,
     pub downcalls: AtomicU64,
     /// Fid of the last object an upcall named, the target of periodic downcalls.
     last_ino: Mutex<Ino>,
@@ -205,6 +207,7 @@ impl Venus {
             wake_r,
             wake_w,
             served: AtomicU64::new(0),
+            exchanges: AtomicU64::new(0),
             downcalls: AtomicU64::new(0),
             last_ino: Mutex::new(ROOT_INO),
             hold: Mutex::new(Hold::default()),
@@ -320,13 +323,23 @@ impl Venus {
         let mut out = vec![0u8; VC_MAXMSGSIZE];
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
+            // The read half may wait long for the next message: a reply whose outcome
+            // Venus must act on (a container to close, a held reply to log, a count that
+            // may end the run) goes in an exchange of its own.
+            let prompt = answers.iter().any(|(_, a)| a.held || a.opened.is_some())
+                || !answers.is_empty()
+                    && (self.cfg.max_requests.is_some() || self.cfg.downcall_every.is_some());
             let mut x = PsdevExchange {
                 write_buf: write_buf.as_mut_ptr() as u64,
                 write_size: write_buf.len() as u32,
                 write_consumed: 0,
                 read_buf: read_buf.as_mut_ptr() as u64,
                 // At shutdown only the replies go.
-                read_size: if stopping { 0 } else { read_buf.len() as u32 },
+                read_size: if stopping || prompt {
+                    0
+                } else {
+                    read_buf.len() as u32
+                },
                 read_consumed: 0,
             };
             loop {
@@ -375,6 +388,9 @@ impl Venus {
                 self.settle(a, delivered);
             }
             write_buf.clear();
+            if x.read_consumed > 0 {
+                self.exchanges.fetch_add(1, Ordering::Relaxed);
+            }
             if stopping || self.stop.load(Ordering::SeqCst) && x.read_consumed == 0 {
                 return;
             }
