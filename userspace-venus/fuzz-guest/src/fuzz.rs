@@ -445,6 +445,23 @@ impl Worker {
         }
     }
 
+    /// An opcode for a message to Venus's device (a downcall, an upcall's reply, or with
+    /// `any` a random number) and the size its message should have.
+    fn out_opcode(&mut self, any: bool) -> (u32, usize) {
+        let op = match self.rng.below(if any { 4 } else { 3 }) {
+            0 => CODA_REPLACE + self.rng.below(7) as u32,
+            1 => self.rng.below(u64::from(CODA_NCALLS) + 2) as u32,
+            2 if any => self.rng.next() as u32,
+            _ => CODA_GETATTR,
+        };
+        let exact = if is_downcall(op) {
+            downcall_size(op)
+        } else {
+            OUT_HDR_SIZE + 4
+        };
+        (op, exact)
+    }
+
     fn write(&mut self) {
         let Some((fd, kind)) = self.sh.pick(&mut self.rng, None) else {
             return;
@@ -452,17 +469,7 @@ impl Worker {
         // Build a message: random bytes, or a header with a chosen opcode, unique and size.
         let structured = self.rng.chance(3, 4);
         let (len, op) = if structured {
-            let op = match self.rng.below(4) {
-                0 => CODA_REPLACE + self.rng.below(7) as u32,
-                1 => self.rng.below(u64::from(CODA_NCALLS) + 2) as u32,
-                2 => self.rng.next() as u32,
-                _ => CODA_GETATTR,
-            };
-            let exact = if is_downcall(op) {
-                downcall_size(op)
-            } else {
-                OUT_HDR_SIZE + 4
-            };
+            let (op, exact) = self.out_opcode(true);
             let len = match self.rng.below(6) {
                 0 => exact,
                 1 => exact + 1,
@@ -888,16 +895,7 @@ impl Worker {
         let mut write = Vec::new();
         let mut msgs = Vec::new();
         for _ in 0..self.rng.below(5) {
-            let op = match self.rng.below(4) {
-                0 => CODA_REPLACE + self.rng.below(7) as u32,
-                1 => self.rng.below(u64::from(CODA_NCALLS) + 2) as u32,
-                _ => CODA_GETATTR,
-            };
-            let exact = if is_downcall(op) {
-                downcall_size(op)
-            } else {
-                OUT_HDR_SIZE + 4
-            };
+            let (op, exact) = self.out_opcode(false);
             let len = match self.rng.below(4) {
                 0 => exact,
                 1 => self.rng.pick(&[0, 4, OUT_HDR_SIZE - 1, VC_MAXMSGSIZE + 1]),

@@ -44,6 +44,17 @@ fn reply_to(m: &[u8]) -> Result<Vec<u8>, String> {
     Ok(msg::reply(h.opcode, h.unique, 0, &token.to_le_bytes()))
 }
 
+/// Queues two asynchronous STATFS upcalls; their uniques and their (equal) length.
+fn two_queued(ctl: &Ctl) -> Result<(u32, u32, usize), String> {
+    let a = ctl
+        .call_async(0, &msg::request_token(CODA_STATFS, 1))
+        .ctx("async 1")?;
+    let b = ctl
+        .call_async(0, &msg::request_token(CODA_STATFS, 2))
+        .ctx("async 2")?;
+    Ok((a, b, msg::request_token(CODA_STATFS, 1).len()))
+}
+
 fn errno(e: Errno) -> i32 {
     -(e as i32)
 }
@@ -208,13 +219,7 @@ pub fn framing(_env: &Env) -> TestResult {
 pub fn read_room(_env: &Env) -> TestResult {
     let ctl = Ctl::open()?;
     let v = Venus::open(0)?;
-    let a = ctl
-        .call_async(0, &msg::request_token(CODA_STATFS, 1))
-        .ctx("async 1")?;
-    let b = ctl
-        .call_async(0, &msg::request_token(CODA_STATFS, 2))
-        .ctx("async 2")?;
-    let len = msg::request_token(CODA_STATFS, 1).len();
+    let (a, b, len) = two_queued(&ctl)?;
     let one = coda_msg::record_size(len);
     // Too small for the first: EMSGSIZE, and it stays queued.
     let r = v.exchange(&[], RECORD_HDR_SIZE + len - 1);
@@ -387,13 +392,7 @@ pub fn bad_buffers(_env: &Env) -> TestResult {
     let ctl = Ctl::open()?;
     let v = Venus::open(0)?;
     let s0 = v.stats()?;
-    let a = ctl
-        .call_async(0, &msg::request_token(CODA_STATFS, 1))
-        .ctx("async 1")?;
-    let b = ctl
-        .call_async(0, &msg::request_token(CODA_STATFS, 2))
-        .ctx("async 2")?;
-    let len = msg::request_token(CODA_STATFS, 1).len();
+    let (a, b, len) = two_queued(&ctl)?;
     let mut g = GuardedPage::new().ctx("guard page")?;
     let mut x = coda_msg::PsdevExchange {
         read_buf: g.inaccessible() as u64,
