@@ -142,6 +142,15 @@ impl VenusFile {
         // Fails now, before anything is written or read, if the counts could not go back.
         UserSlice::new(arg, SIZE).writer().write_slice(&raw)?;
         let mut x = PsdevExchange::read_from_bytes(&raw).map_err(|_| EINVAL)?;
+        // Every field is checked before anything is written or read.
+        if x.write_size as usize > coda_msg::CODA_PSDEV_EXCHANGE_MAX
+            || x.write_consumed > x.write_size
+            || x.read_consumed > x.read_size
+        {
+            return Err(EINVAL);
+        }
+        // Messages read are committed before the counts go back: a Venus that unmaps the
+        // structure during the call loses them, as binder's BINDER_WRITE_READ would.
         let r = self
             .exchange_writes(&mut x)
             .and_then(|()| self.exchange_reads(file, &mut x));
@@ -152,9 +161,6 @@ impl VenusFile {
     fn exchange_writes(&self, x: &mut PsdevExchange) -> Result {
         let size = x.write_size as usize;
         let mut at = x.write_consumed as usize;
-        if size > coda_msg::CODA_PSDEV_EXCHANGE_MAX || at > size {
-            return Err(EINVAL);
-        }
         let buf = UserPtr::from_addr(x.write_buf as usize);
         while at < size {
             let left = size - at;
@@ -187,13 +193,15 @@ impl VenusFile {
     }
 
     fn exchange_reads(&self, file: &File, x: &mut PsdevExchange) -> Result {
-        let size = x.read_size as usize;
         let mut at = x.read_consumed as usize;
-        if at > size {
-            return Err(EINVAL);
-        }
+        // One call reads at most CODA_PSDEV_EXCHANGE_MAX bytes: its loop is bounded.
+        let size = (x.read_size as usize).min(at + coda_msg::CODA_PSDEV_EXCHANGE_MAX);
         if at == size {
             return Ok(());
+        }
+        // No message could fit: fail now rather than wait for one.
+        if size - at < coda_msg::RECORD_HDR_SIZE + coda_msg::IN_HDR_SIZE {
+            return Err(EMSGSIZE);
         }
         let buf = UserPtr::from_addr(x.read_buf as usize);
         let mut got = 0usize;

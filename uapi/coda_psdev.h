@@ -71,7 +71,7 @@ struct coda_psdev_record {
 };
 
 #define CODA_PSDEV_RECORD_ALIGN	8
-/* The most bytes of records one exchange writes. */
+/* The most bytes of records one exchange writes, and reads. */
 #define CODA_PSDEV_EXCHANGE_MAX	(256 * 1024)
 
 /*
@@ -83,10 +83,12 @@ struct coda_psdev_record {
  * read_consumed on, each as one read(2) would return it, CODA_SIGNAL first, as many as fit:
  * if none is queued the call waits as a blocking read(2) (EAGAIN with O_NONBLOCK), and if
  * the first does not fit it fails with EMSGSIZE, the message left queued.  read_size ==
- * read_consumed skips the read half.  Both consumed counts are updated before any return,
- * so a call ended by a signal can be made again as it is: nothing is written twice and
- * nothing read is lost.  EINVAL also for write_size > CODA_PSDEV_EXCHANGE_MAX or a consumed
- * count beyond its size.
+ * read_consumed skips the read half; room for less than a record header and a coda_in_hdr
+ * fails with EMSGSIZE at once; one call reads at most CODA_PSDEV_EXCHANGE_MAX bytes.  Both
+ * consumed counts are updated before any return, so a call ended by a signal can be made
+ * again as it is: nothing is written twice and nothing read is lost.  EINVAL, before
+ * anything is written, for write_size > CODA_PSDEV_EXCHANGE_MAX or a consumed count beyond
+ * its size.
  */
 struct coda_psdev_exchange {
 	__u64 write_buf;	/* user pointer to records to write */

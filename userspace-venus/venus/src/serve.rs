@@ -44,6 +44,28 @@ pub struct Config {
     pub exchange: bool,
 }
 
+/// Replies for the next CODA_PSDEV_IOC_EXCHANGE, as records, and the answers they carry.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    /// Each answer and the offset of its record in `buf`.
+    answers: Vec<(usize, Answer)>,
+}
+
+impl Batch {
+    fn push(&mut self, a: Answer, reply: &[u8]) {
+        let at = self.buf.len();
+        let rec = PsdevRecord {
+            len: reply.len() as u32,
+            result: 0,
+        };
+        self.buf.extend_from_slice(rec.as_bytes());
+        self.buf.extend_from_slice(reply);
+        self.buf.resize(at + record_size(reply.len()), 0);
+        self.answers.push((at, a));
+    }
+}
+
 /// A reply made for one message, to be written; what to do once it was (or was not).
 struct Answer {
     unique: u32,
@@ -242,6 +264,11 @@ impl Venus {
         self.released.notify_all();
     }
 
+    /// Whether the next upcall of some opcode is to be held.
+    fn hold_armed(&self) -> bool {
+        self.hold_state().next.is_some()
+    }
+
     fn hold_state(&self) -> MutexGuard<'_, Hold> {
         self.hold
             .lock()
@@ -318,83 +345,33 @@ impl Venus {
     fn exchange_reader_loop(&self, id: usize) {
         // Room for a few of the largest messages; small ones come many at a time.
         let mut read_buf = vec![0u8; 4 * record_size(VC_MAXMSGSIZE)];
-        let mut write_buf: Vec<u8> = Vec::new();
-        let mut answers: Vec<(usize, Answer)> = Vec::new();
+        let mut batch = Batch::default();
         let mut out = vec![0u8; VC_MAXMSGSIZE];
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             // The read half may wait long for the next message: a reply whose outcome
             // Venus must act on (a container to close, a held reply to log, a count that
-            // may end the run) goes in an exchange of its own.
-            let prompt = answers.iter().any(|(_, a)| a.held || a.opened.is_some())
-                || !answers.is_empty()
+            // may end the run) goes in an exchange of its own. At shutdown only the
+            // replies go.
+            let prompt = batch
+                .answers
+                .iter()
+                .any(|(_, a)| a.held || a.opened.is_some())
+                || !batch.answers.is_empty()
                     && (self.cfg.max_requests.is_some() || self.cfg.downcall_every.is_some());
-            let mut x = PsdevExchange {
-                write_buf: write_buf.as_mut_ptr() as u64,
-                write_size: write_buf.len() as u32,
-                write_consumed: 0,
-                read_buf: read_buf.as_mut_ptr() as u64,
-                // At shutdown only the replies go.
-                read_size: if stopping || prompt {
-                    0
-                } else {
-                    read_buf.len() as u32
-                },
-                read_consumed: 0,
+            let room = if stopping || prompt {
+                0
+            } else {
+                read_buf.len()
             };
-            loop {
-                // SAFETY: the driver reads write_size bytes of `write_buf` and stores into
-                // its records' result fields, writes at most read_size bytes of `read_buf`,
-                // and reads and writes `x`, which is a `struct coda_psdev_exchange`; all
-                // three live across the call.
-                let r = unsafe {
-                    rustix::ioctl::ioctl(
-                        &self.dev,
-                        rustix::ioctl::Updater::<
-                            { CODA_PSDEV_IOC_EXCHANGE as rustix::ioctl::Opcode },
-                            PsdevExchange,
-                        >::new(&mut x),
-                    )
-                };
-                match r {
-                    Ok(()) => break,
-                    // The counts say what was done: the same call goes on from there.
-                    Err(Errno::INTR) if !self.stop.load(Ordering::SeqCst) => continue,
-                    Err(Errno::INTR) => {
-                        x.read_size = x.read_consumed;
-                        if x.write_consumed == x.write_size {
-                            break;
-                        }
-                    }
-                    Err(e) => fatal(format!("CODA_PSDEV_IOC_EXCHANGE: {e}")),
-                }
-            }
-            for (at, a) in answers.drain(..) {
-                let rec = &write_buf[at..];
-                let result = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
-                let delivered = match result {
-                    0 => {
-                        append_record(&self.record_writes, &[&rec[RECORD_HDR_SIZE..][..a.len]]);
-                        true
-                    }
-                    r if r == -Errno::SRCH.raw_os_error() => {
-                        if self.cfg.verbose >= 1 {
-                            eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
-                        }
-                        false
-                    }
-                    r => fatal(format!("writing a reply: {}", Errno::from_raw_os_error(-r))),
-                };
-                self.settle(a, delivered);
-            }
-            write_buf.clear();
-            if x.read_consumed > 0 {
+            let n = self.exchange(&mut batch, &mut read_buf[..room]);
+            if n > 0 {
                 self.exchanges.fetch_add(1, Ordering::Relaxed);
             }
-            if stopping || self.stop.load(Ordering::SeqCst) && x.read_consumed == 0 {
+            if stopping || self.stop.load(Ordering::SeqCst) && n == 0 {
                 return;
             }
-            let mut msgs = &read_buf[..x.read_consumed as usize];
+            let mut msgs = &read_buf[..n];
             while let Ok((hdr, rest)) = PsdevRecord::read_from_prefix(msgs) {
                 let len = hdr.len as usize;
                 let Some(msg) = rest.get(..len) else {
@@ -403,20 +380,80 @@ impl Venus {
                 msgs = rest
                     .get(record_size(len) - RECORD_HDR_SIZE..)
                     .unwrap_or(&[]);
+                // Replies made so far do not wait behind a held or delayed one.
+                if !batch.answers.is_empty() && (self.cfg.delay.is_some() || self.hold_armed()) {
+                    self.exchange(&mut batch, &mut []);
+                }
                 let Some(a) = self.answer(id, msg, &mut out) else {
                     continue;
                 };
-                let at = write_buf.len();
-                let rec = PsdevRecord {
-                    len: a.len as u32,
-                    result: 0,
-                };
-                write_buf.extend_from_slice(rec.as_bytes());
-                write_buf.extend_from_slice(&out[..a.len]);
-                write_buf.resize(at + record_size(a.len), 0);
-                answers.push((at, a));
+                if batch.buf.len() + record_size(a.len) > CODA_PSDEV_EXCHANGE_MAX {
+                    self.exchange(&mut batch, &mut []);
+                }
+                let len = a.len;
+                batch.push(a, &out[..len]);
             }
         }
+    }
+
+    /// One CODA_PSDEV_IOC_EXCHANGE: writes `batch` and settles its answers, then reads
+    /// into `read` (waiting for a message unless it is empty). Returns the bytes read.
+    fn exchange(&self, batch: &mut Batch, read: &mut [u8]) -> usize {
+        let mut x = PsdevExchange {
+            write_buf: batch.buf.as_mut_ptr() as u64,
+            write_size: batch.buf.len() as u32,
+            write_consumed: 0,
+            read_buf: read.as_mut_ptr() as u64,
+            read_size: read.len() as u32,
+            read_consumed: 0,
+        };
+        loop {
+            // SAFETY: the driver reads write_size bytes of the batch and stores into its
+            // records' result fields, writes at most read_size bytes of `read`, and reads
+            // and writes `x`, which is a `struct coda_psdev_exchange`; all three live
+            // across the call.
+            let r = unsafe {
+                rustix::ioctl::ioctl(
+                    &self.dev,
+                    rustix::ioctl::Updater::<
+                        { CODA_PSDEV_IOC_EXCHANGE as rustix::ioctl::Opcode },
+                        PsdevExchange,
+                    >::new(&mut x),
+                )
+            };
+            match r {
+                Ok(()) => break,
+                // The counts say what was done: the same call goes on from there.
+                Err(Errno::INTR) if !self.stop.load(Ordering::SeqCst) => continue,
+                Err(Errno::INTR) => {
+                    x.read_size = x.read_consumed;
+                    if x.write_consumed == x.write_size {
+                        break;
+                    }
+                }
+                Err(e) => fatal(format!("CODA_PSDEV_IOC_EXCHANGE: {e}")),
+            }
+        }
+        for (at, a) in batch.answers.drain(..) {
+            let rec = &batch.buf[at..];
+            let result = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            let delivered = match result {
+                0 => {
+                    append_record(&self.record_writes, &[&rec[RECORD_HDR_SIZE..][..a.len]]);
+                    true
+                }
+                r if r == -Errno::SRCH.raw_os_error() => {
+                    if self.cfg.verbose >= 1 {
+                        eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
+                    }
+                    false
+                }
+                r => fatal(format!("writing a reply: {}", Errno::from_raw_os_error(-r))),
+            };
+            self.settle(a, delivered);
+        }
+        batch.buf.clear();
+        x.read_consumed as usize
     }
 
     /// Reads and answers upcalls until shutdown.

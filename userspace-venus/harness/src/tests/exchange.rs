@@ -198,6 +198,22 @@ pub fn framing(_env: &Env) -> TestResult {
     );
     let r = venus::exchange(v.fd(), Vec::new(), 8, ROOM);
     expect_errno(r.result, Errno::EINVAL, "write_consumed past write_size")?;
+    // A bad read count is refused before the records are written.
+    let flushes =
+        |v: &Venus| -> Result<u64, String> { Ok(v.stats()?.downcall_by_op[CODA_FLUSH as usize]) };
+    let before = flushes(&v)?;
+    let mut write = msg::records(&[msg::reply(CODA_FLUSH, 0, 0, &[])]);
+    let mut x = coda_msg::PsdevExchange {
+        write_buf: write.as_mut_ptr() as u64,
+        write_size: write.len() as u32,
+        read_consumed: 8,
+        ..Default::default()
+    };
+    // SAFETY: the write buffer is ours and sized as said; there is no read buffer.
+    let r = unsafe { sys::exchange(v.fd(), &mut x) };
+    expect_errno(r, Errno::EINVAL, "read_consumed past read_size")?;
+    ensure_eq!(x.write_consumed, 0, "write_consumed after a bad read count");
+    ensure_eq!(flushes(&v)?, before, "downcalls written before the refusal");
     // The argument itself at a bad address.
     expect_errno(
         sys::exchange_bad_arg(v.fd(), BadBuf::Low),
@@ -252,6 +268,9 @@ pub fn read_room(_env: &Env) -> TestResult {
         "the second message's bytes"
     );
     v.expect_empty("after both")?;
+    // Room for no message at all fails at once, without waiting for one.
+    let r = v.exchange(&[], RECORD_HDR_SIZE + coda_msg::IN_HDR_SIZE - 1);
+    expect_errno(r.result, Errno::EMSGSIZE, "room for no message")?;
     let st = v.stats()?;
     stats::check_idle(&st)?;
     stats::check_balance(&st)
