@@ -160,10 +160,6 @@ for round in $(seq "$rounds"); do
 			if [ "$readers" = 1p ]; then
 				run "pipe ping-pong" P pingpong --kind pipe "${rtt[@]}"
 				run "C coda statfs round trip" P statfs-rtt --mnt "$mnt" "${rtt[@]}"
-			elif [ "$readers" = 1x ]; then
-				run "ours round trip 20 B, exchange" P ctl-rtt --size 20 --venus exchange "${rtt[@]}"
-			elif [ "$readers" = 2x ]; then
-				run "ours throughput, 2 readers, exchange" B throughput --system ours --readers 2 --venus exchange "${tput[@]}"
 			elif [ "$readers" = 2b ]; then
 				run "C coda throughput, 2 blocking readers" B throughput --system coda --readers 2 --venus blocking --mnt "$mnt" "${tput8[@]}"
 			else
