@@ -1298,6 +1298,50 @@ pub const fn record_size(len: usize) -> usize {
     (RECORD_HDR_SIZE + len).next_multiple_of(CODA_PSDEV_RECORD_ALIGN)
 }
 
+/// Writes a record of `msg` (header with result 0, the message, zeroed padding) at the start
+/// of `buf`; returns the bytes it takes, [`record_size`] of the message.
+pub fn put_record(buf: &mut [u8], msg: &[u8]) -> Result<usize, MsgError> {
+    let len = u32::try_from(msg.len()).map_err(|_| MsgError::TooLong)?;
+    let size = record_size(msg.len());
+    let rec = buf.get_mut(..size).ok_or(MsgError::NoSpace)?;
+    let at = put_struct(rec, &PsdevRecord { len, result: 0 })?;
+    let end = put_data(rec, at, msg)?;
+    rec[end..].fill(0);
+    Ok(size)
+}
+
+/// The records of an exchange buffer, in order: each one's header and message. A header
+/// whose length runs past the buffer, or a tail too short for a header, ends it with
+/// [`MsgError::Short`]; the last record may lack its padding.
+pub fn records(buf: &[u8]) -> Records<'_> {
+    Records { left: buf }
+}
+
+/// See [`records`].
+pub struct Records<'a> {
+    left: &'a [u8],
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<(PsdevRecord, &'a [u8]), MsgError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left.is_empty() {
+            return None;
+        }
+        let item = PsdevRecord::read_from_prefix(self.left)
+            .ok()
+            .and_then(|(rec, rest)| Some((rec, rest.get(..rec.len as usize)?)));
+        let Some((rec, msg)) = item else {
+            self.left = &[];
+            return Some(Err(MsgError::Short));
+        };
+        let next = record_size(msg.len()).min(self.left.len());
+        self.left = &self.left[next..];
+        Some(Ok((rec, msg)))
+    }
+}
+
 /// `_IOWR(CODA_PSDEV_IOC_MAGIC, 2, struct coda_psdev_exchange)`.
 pub const CODA_PSDEV_IOC_EXCHANGE: u32 = ioc(
     IOC_READ | IOC_WRITE,

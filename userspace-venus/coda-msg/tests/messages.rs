@@ -498,3 +498,36 @@ fn classification() {
         }
     }
 }
+
+#[test]
+fn exchange_records() {
+    let msgs: [&[u8]; 3] = [b"", &[1; 13], &[2; 16]];
+    let mut buf = Vec::new();
+    for m in msgs {
+        let at = buf.len();
+        buf.resize(at + record_size(m.len()), 0xff);
+        assert_eq!(put_record(&mut buf[at..], m), Ok(record_size(m.len())));
+    }
+    // 8 + 0, 8 + 13 padded to 24, 8 + 16.
+    assert_eq!(buf.len(), 8 + 24 + 24);
+    assert_eq!(&buf[8..12], &13u32.to_ne_bytes());
+    assert!(
+        buf[8 + 8 + 13..8 + 24].iter().all(|&b| b == 0),
+        "padding zeroed"
+    );
+    let got: Vec<_> = records(&buf).map(|r| r.unwrap().1.to_vec()).collect();
+    assert_eq!(got, msgs.map(|m| m.to_vec()));
+    // The last record may lack its padding.
+    let unpadded = &buf[..8 + 8 + 13];
+    assert_eq!(records(unpadded).count(), 2);
+    assert!(records(unpadded).all(|r| r.is_ok()));
+    // A length past the end, or a fragment, ends the walk with an error.
+    let mut bad = buf.clone();
+    bad[8..12].copy_from_slice(&1000u32.to_ne_bytes());
+    let r: Vec<_> = records(&bad).collect();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1], Err(MsgError::Short));
+    assert_eq!(records(&[0u8; 7]).next(), Some(Err(MsgError::Short)));
+    // No room.
+    assert_eq!(put_record(&mut [0u8; 23], &[0; 13]), Err(MsgError::NoSpace));
+}

@@ -913,13 +913,10 @@ impl Worker {
                 m[..OUT_HDR_SIZE].copy_from_slice(oh.as_bytes());
             }
             let at = write.len();
-            let rec = PsdevRecord {
-                len: len as u32,
-                result: 0x5a5a,
-            };
-            write.extend_from_slice(rec.as_bytes());
-            write.extend_from_slice(&m);
             write.resize(at + record_size(len), 0);
+            put_record(&mut write[at..], &m).unwrap();
+            // A result the driver must overwrite.
+            write[at + 4..at + 8].copy_from_slice(&0x5a5a_i32.to_ne_bytes());
             msgs.push((at, m));
         }
         // Now and then a frame that lies about its length, or a truncated tail.
@@ -1012,18 +1009,13 @@ impl Worker {
     /// The records an exchange read: whole messages, each as read(2) returns one, and
     /// nothing written past them.
     fn check_exchange_reads(&mut self, minor: u32, at: usize, n: usize, room: usize) {
-        let mut left = &self.big[at..at + n];
         let mut bad = Vec::new();
-        while !left.is_empty() {
-            let Some(rec) = sys::read_struct::<PsdevRecord>(left) else {
-                bad.push(format!("a {}-byte fragment", left.len()));
+        for r in records(&self.big[at..at + n]) {
+            let Ok((rec, m)) = r else {
+                bad.push(format!("records of {n} bytes do not parse: {r:?}"));
                 break;
             };
-            let len = rec.len as usize;
-            let Some(m) = left.get(RECORD_HDR_SIZE..RECORD_HDR_SIZE + len) else {
-                bad.push(format!("a {len}-byte record in {} bytes", left.len()));
-                break;
-            };
+            let len = m.len();
             if rec.result != 0 || !(IN_HDR_SIZE..=VC_MAXMSGSIZE).contains(&len) {
                 bad.push(format!("record {rec:?}"));
             } else if let Some(h) = sys::read_struct::<InHdr>(m) {
@@ -1037,7 +1029,6 @@ impl Worker {
                     self.sh.remember(minor, h.unique);
                 }
             }
-            left = left.get(record_size(len)..).unwrap_or(&[]);
         }
         // The padding inside is left as it was, and nothing past read_consumed is written.
         if self.big[at + n..at + room].iter().any(|&x| x != 0xee) {

@@ -2,7 +2,6 @@
 
 use coda_msg::InHdr;
 use coda_msg::OutHdr;
-use zerocopy::FromBytes;
 use zerocopy::IntoBytes;
 
 /// Offset of the 8-byte token a test puts right after the in-header to tell messages apart.
@@ -86,30 +85,18 @@ pub fn records<M: AsRef<[u8]>>(msgs: &[M]) -> Vec<u8> {
     for m in msgs {
         let m = m.as_ref();
         let at = buf.len();
-        let rec = coda_msg::PsdevRecord {
-            len: m.len() as u32,
-            result: 0,
-        };
-        buf.extend_from_slice(rec.as_bytes());
-        buf.extend_from_slice(m);
         buf.resize(at + coda_msg::record_size(m.len()), 0);
+        coda_msg::put_record(&mut buf[at..], m).expect("sized for the record");
     }
     buf
 }
 
 /// The records in `buf`: each one's result and message.
-pub fn parse_records(mut buf: &[u8]) -> Result<Vec<(i32, Vec<u8>)>, String> {
-    let mut v = Vec::new();
-    while !buf.is_empty() {
-        let (rec, rest) = coda_msg::PsdevRecord::read_from_prefix(buf)
-            .map_err(|_| format!("a {}-byte record fragment", buf.len()))?;
-        let len = rec.len as usize;
-        let m = rest
-            .get(..len)
-            .ok_or_else(|| format!("a {len}-byte record with {} bytes left", rest.len()))?;
-        v.push((rec.result, m.to_vec()));
-        let next = coda_msg::record_size(len).min(buf.len());
-        buf = &buf[next..];
-    }
-    Ok(v)
+pub fn parse_records(buf: &[u8]) -> Result<Vec<(i32, Vec<u8>)>, String> {
+    coda_msg::records(buf)
+        .map(|r| {
+            r.map(|(rec, m)| (rec.result, m.to_vec()))
+                .map_err(|e| format!("records of {} bytes: {e:?}", buf.len()))
+        })
+        .collect()
 }

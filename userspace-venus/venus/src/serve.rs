@@ -24,7 +24,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
-use zerocopy::FromBytes;
 use zerocopy::Immutable;
 use zerocopy::IntoBytes;
 
@@ -55,13 +54,10 @@ struct Batch {
 impl Batch {
     fn push(&mut self, a: Answer, reply: &[u8]) {
         let at = self.buf.len();
-        let rec = PsdevRecord {
-            len: reply.len() as u32,
-            result: 0,
-        };
-        self.buf.extend_from_slice(rec.as_bytes());
-        self.buf.extend_from_slice(reply);
         self.buf.resize(at + record_size(reply.len()), 0);
+        if let Err(e) = put_record(&mut self.buf[at..], reply) {
+            fatal(format!("a {}-byte reply record: {e:?}", reply.len()));
+        }
         self.answers.push((at, a));
     }
 }
@@ -371,15 +367,11 @@ impl Venus {
             if stopping || self.stop.load(Ordering::SeqCst) && n == 0 {
                 return;
             }
-            let mut msgs = &read_buf[..n];
-            while let Ok((hdr, rest)) = PsdevRecord::read_from_prefix(msgs) {
-                let len = hdr.len as usize;
-                let Some(msg) = rest.get(..len) else {
-                    fatal(format!("a {len}-byte record past the end of the exchange"));
+            for rec in records(&read_buf[..n]) {
+                let msg = match rec {
+                    Ok((_, msg)) => msg,
+                    Err(e) => fatal(format!("the records an exchange read: {e:?}")),
                 };
-                msgs = rest
-                    .get(record_size(len) - RECORD_HDR_SIZE..)
-                    .unwrap_or(&[]);
                 // Replies made so far do not wait behind a held or delayed one.
                 if !batch.answers.is_empty() && (self.cfg.delay.is_some() || self.hold_armed()) {
                     self.exchange(&mut batch, &mut []);
