@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use coda_msg::CodaFid;
@@ -12,11 +12,7 @@ use coda_msg::CtlCall;
 use coda_msg::InHdr;
 use coda_msg::LookupIn;
 use coda_msg::PsdevStats;
-use zerocopy::FromZeros;
 use zerocopy::IntoBytes;
-
-nix::ioctl_readwrite_bad!(ioc_call, coda_msg::CODA_CTL_IOC_CALL, CtlCall);
-nix::ioctl_readwrite_bad!(ioc_stats, coda_msg::CODA_CTL_IOC_STATS, PsdevStats);
 
 /// An open /dev/coda_ctl; calls from several threads share it.
 pub struct Ctl(File);
@@ -33,28 +29,12 @@ impl Ctl {
 
     /// A synchronous upcall on /dev/cfs<minor>: blocks until Venus replies into `out`.
     pub fn call(&self, minor: u32, msg: &[u8], out: &mut [u8]) -> nix::Result<CtlCall> {
-        let mut c = CtlCall::new_zeroed();
-        c.minor = minor;
-        c.in_ = msg.as_ptr() as u64;
-        c.in_len = msg.len() as u32;
-        c.out = out.as_mut_ptr() as u64;
-        c.out_cap = out.len() as u32;
-        // SAFETY: `c` is a whole `struct coda_ctl_call` whose pointers name `msg` (in_len
-        // bytes, read by the driver) and `out` (out_cap bytes, written by the driver); both
-        // outlive the call.
-        unsafe { ioc_call(self.0.as_raw_fd(), &mut c) }?;
-        Ok(c)
+        coda_dev::ctl_call_with(self.0.as_fd(), minor, 0, msg, out)
     }
 
     /// The statistics of /dev/cfs<minor>.
     pub fn stats(&self, minor: u32) -> nix::Result<PsdevStats> {
-        let mut st = PsdevStats::new_zeroed();
-        st.version = coda_msg::CODA_PSDEV_STATS_VERSION;
-        st.minor = minor;
-        // SAFETY: `st` is a whole `struct coda_psdev_stats`, which the driver reads the minor
-        // from and overwrites.
-        unsafe { ioc_stats(self.0.as_raw_fd(), &mut st) }?;
-        Ok(st)
+        coda_dev::ctl_stats(self.0.as_fd(), minor)
     }
 }
 

@@ -41,15 +41,6 @@ use nix::sys::signal::Signal;
 use rustix::fs::Mode;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
-use rustix::mount::fsconfig_create;
-use rustix::mount::fsconfig_set_fd;
-use rustix::mount::fsmount;
-use rustix::mount::fsopen;
-use rustix::mount::move_mount;
-use rustix::mount::FsMountFlags;
-use rustix::mount::FsOpenFlags;
-use rustix::mount::MountAttrFlags;
-use rustix::mount::MoveMountFlags;
 
 /// What the Venus process saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,18 +232,8 @@ fn root_attr() -> CodaVattr {
 
 /// Mounts coda.ko's device `dev` on `dir` (the new mount API: no unsafe mount data).
 fn mount_coda(dev: impl AsFd, dir: &Path) -> io::Result<()> {
-    let fs = fsopen("coda", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    fsconfig_set_fd(&fs, "fd", dev)?;
-    fsconfig_create(&fs)?;
-    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-    move_mount(
-        &mnt,
-        c"",
-        rustix::fs::CWD,
-        dir,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )?;
-    Ok(())
+    let dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+    coda_dev::mount_fsopen(dev, &dir)
 }
 
 /// The parent's handle on a running `bench serve`.

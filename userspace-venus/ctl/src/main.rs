@@ -8,7 +8,7 @@ mod replay;
 use std::fs::File;
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
@@ -20,13 +20,8 @@ use clap::Subcommand;
 use coda_msg::CtlCall;
 use coda_msg::CtlDowncall;
 use coda_msg::InHdr;
-use coda_msg::PsdevStats;
 use zerocopy::FromBytes;
-use zerocopy::FromZeros;
 use zerocopy::IntoBytes;
-
-nix::ioctl_readwrite_bad!(ctl_call, coda_msg::CODA_CTL_IOC_CALL, CtlCall);
-nix::ioctl_readwrite_bad!(ctl_stats, coda_msg::CODA_CTL_IOC_STATS, PsdevStats);
 
 #[derive(Parser)]
 #[command(about = "Make upcalls through /dev/coda_ctl, read a device's statistics, replay upcalls")]
@@ -79,16 +74,7 @@ enum Cmd {
 }
 
 fn call_once(ctl: &File, minor: u32, msg: &[u8], out: &mut [u8]) -> nix::Result<CtlCall> {
-    let mut c = CtlCall::new_zeroed();
-    c.minor = minor;
-    c.in_ = msg.as_ptr() as u64;
-    c.in_len = msg.len() as u32;
-    c.out = out.as_mut_ptr() as u64;
-    c.out_cap = out.len() as u32;
-    // SAFETY: `c` points at `msg` and `out`, which outlive the call; the driver reads
-    // `in_len` bytes and writes at most `out_cap`.
-    unsafe { ctl_call(ctl.as_raw_fd(), &mut c) }?;
-    Ok(c)
+    coda_dev::ctl_call_with(ctl.as_fd(), minor, 0, msg, out)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -169,10 +155,7 @@ fn run() -> Result<(), String> {
         }
         Cmd::Stats { minor } => {
             let ctl = open_ctl()?;
-            let mut st = PsdevStats::new_zeroed();
-            st.minor = minor;
-            // SAFETY: `st` is a whole `coda_psdev_stats` the driver fills.
-            unsafe { ctl_stats(ctl.as_raw_fd(), &mut st) }.map_err(|e| format!("stats: {e}"))?;
+            let st = coda_dev::ctl_stats(ctl.as_fd(), minor).map_err(|e| format!("stats: {e}"))?;
             let sum = |f: fn(&coda_msg::PsdevOpStats) -> u64| st.op.iter().map(f).sum::<u64>();
             println!(
                 "cfs{minor}: calls {} replies {} intr {}/{} signals {} timeouts {} aborted {} \

@@ -7,13 +7,11 @@ use std::fs::File;
 use std::io::Read;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
 use coda_msg::AccessIntentIn;
-use coda_msg::CtlCall;
 use coda_msg::CtlDowncall;
 use coda_msg::PurgeuserOut;
 use coda_msg::ReplaceOut;
@@ -23,9 +21,7 @@ use nix::poll::PollFd;
 use nix::poll::PollFlags;
 use nix::poll::PollTimeout;
 use zerocopy::FromBytes;
-use zerocopy::FromZeros;
 
-use crate::ctl_call;
 use crate::records;
 
 #[derive(clap::Args)]
@@ -184,20 +180,12 @@ impl Replay<'_> {
     /// device's refusal or failure.
     fn call(&self, msg: &[u8]) -> nix::Result<Option<Vec<u8>>> {
         let mut out = vec![0u8; coda_msg::VC_MAXMSGSIZE];
-        let mut c = CtlCall::new_zeroed();
-        c.minor = self.args.minor;
-        c.flags = if is_async(msg) {
+        let flags = if is_async(msg) {
             coda_msg::CODA_CTL_ASYNC
         } else {
             0
         };
-        c.in_ = msg.as_ptr() as u64;
-        c.in_len = msg.len() as u32;
-        c.out = out.as_mut_ptr() as u64;
-        c.out_cap = out.len() as u32;
-        // SAFETY: `c` points at `msg` and `out`, which outlive the call; the driver reads
-        // `in_len` bytes and writes at most `out_cap`.
-        unsafe { ctl_call(self.ctl.as_raw_fd(), &mut c) }?;
+        let c = coda_dev::ctl_call_with(self.ctl.as_fd(), self.args.minor, flags, msg, &mut out)?;
         if c.flags & coda_msg::CODA_CTL_ASYNC != 0 {
             return Ok(None);
         }

@@ -10,6 +10,7 @@ use crate::sys;
 use crate::sys::Report;
 use crate::work;
 use nix::errno::Errno;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -155,7 +156,7 @@ fn churn(stop: Arc<AtomicBool>, minor: u32) -> std::thread::JoinHandle<Vec<Strin
         while !stop.load(Ordering::Relaxed) {
             match sys::open_dev(sys::CTL_PATH, true) {
                 Ok(ctl) => {
-                    match sys::ctl_stats(&ctl, 0) {
+                    match coda_dev::ctl_stats(ctl.as_fd(), 0) {
                         Ok(st) => {
                             if let Err(e) = sys::check_balance(&st) {
                                 bad.push(format!("stats under injection: {e}"));

@@ -22,6 +22,7 @@ use nix::errno::Errno;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
@@ -1105,7 +1106,7 @@ impl Worker {
 
     fn stats(&mut self) {
         let minor = self.rng.below(u64::from(self.sh.devices)) as u32;
-        match sys::ctl_stats(&self.ctl, minor) {
+        match coda_dev::ctl_stats(self.ctl.as_fd(), minor) {
             Ok(st) => {
                 if let Err(e) = sys::check_balance(&st) {
                     self.t

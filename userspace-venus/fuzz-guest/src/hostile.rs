@@ -9,6 +9,7 @@ use crate::sys::Rng;
 use crate::work;
 use coda_msg::*;
 use nix::errno::Errno;
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
@@ -214,7 +215,7 @@ fn call_in_thread(
     std::thread::spawn(move || {
         let ctl = sys::open_dev(sys::CTL_PATH, false).expect("open ctl");
         let mut out = vec![0xaau8; out_cap + 64];
-        let r = sys::ctl_call(ctl.as_raw_fd(), 0, 0, &msg, &mut out[..out_cap]);
+        let r = coda_dev::ctl_call_with(ctl.as_fd(), 0, 0, &msg, &mut out[..out_cap]);
         (r, out)
     })
 }
@@ -469,7 +470,7 @@ fn answer_getattr(v: &OwnedFd) -> Result<(), String> {
 fn bad_pointers() -> Result<(), String> {
     let v = open_venus()?;
     let ctl = sys::open_dev(sys::CTL_PATH, false).map_err(|e| e.to_string())?;
-    let before = sys::ctl_stats(&ctl, 0).map_err(|e| e.to_string())?;
+    let before = coda_dev::ctl_stats(ctl.as_fd(), 0).map_err(|e| e.to_string())?;
     let msg = caller_msg(5);
     let mut bad = Vec::new();
     // The message pointer is a kernel address.
@@ -563,7 +564,7 @@ fn bad_pointers() -> Result<(), String> {
     if r != Err(Errno::EFAULT) {
         bad.push(format!("read-only call structure: {r:?}"));
     }
-    let after = sys::ctl_stats(&ctl, 0).map_err(|e| e.to_string())?;
+    let after = coda_dev::ctl_stats(ctl.as_fd(), 0).map_err(|e| e.to_string())?;
     let d = work::delta(&before, &after);
     if after.outstanding != 0 || sys::sum(&d, |o| o.replies) != 2 || sys::sum(&d, |o| o.calls) != 2
     {

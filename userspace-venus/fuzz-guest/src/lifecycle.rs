@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use std::io::BufRead;
 use std::io::BufReader;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
@@ -157,7 +158,7 @@ fn kill_venus(a: &LifecycleArgs, rep: &mut Report) -> Vec<u32> {
                     }
                 };
                 let mut out = [0u8; 64];
-                let r = sys::ctl_call(ctl.as_raw_fd(), 0, 0, &msg, &mut out).map(|_| ());
+                let r = coda_dev::ctl_call_with(ctl.as_fd(), 0, 0, &msg, &mut out).map(|_| ());
                 let _ = tx.send((r, Instant::now()));
             });
         if h.is_ok() {
@@ -309,7 +310,7 @@ fn restart(old: &[u32], rep: &mut Report) {
             let ctl = sys::open_dev(sys::CTL_PATH, false).map_err(|e| e.to_string())?;
             let msg = work::request(&mut Rng::new(7), CODA_GETATTR, 16, 0);
             let mut out = [0u8; 64];
-            sys::ctl_call(ctl.as_raw_fd(), 0, 0, &msg, &mut out).map_err(|e| e.to_string())
+            coda_dev::ctl_call_with(ctl.as_fd(), 0, 0, &msg, &mut out).map_err(|e| e.to_string())
         });
         let mut buf = vec![0u8; VC_MAXMSGSIZE];
         let mut got = None;
@@ -402,10 +403,11 @@ fn load_unload(a: &LifecycleArgs) -> Result<(), String> {
                 .map_err(|e| format!("load {i}: open ctl: {e}"))?;
             // An asynchronous upcall left unread: the close must free it.
             let msg = work::request(&mut rng, CODA_GETATTR, 16, work::TAG_NO_REPLY);
-            sys::ctl_call(ctl.as_raw_fd(), minor, CODA_CTL_ASYNC, &msg, &mut [])
+            coda_dev::ctl_call_with(ctl.as_fd(), minor, CODA_CTL_ASYNC, &msg, &mut [])
                 .map_err(|e| format!("load {i}: async call: {e}"))?;
             drop(venus);
-            let st = sys::ctl_stats(&ctl, minor).map_err(|e| format!("load {i}: stats: {e}"))?;
+            let st = coda_dev::ctl_stats(ctl.as_fd(), minor)
+                .map_err(|e| format!("load {i}: stats: {e}"))?;
             sys::check_quiet(&st).map_err(|e| format!("load {i}: {e}"))?;
         }
         // The devices' release may still be running in another CPU's task work.

@@ -9,6 +9,7 @@ use crate::sys::Report;
 use crate::sys::Rng;
 use crate::work;
 use coda_msg::*;
+use std::os::fd::AsFd;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -58,7 +59,7 @@ impl Monitor {
                 return (0, vec!["monitor: cannot open the control device".into()]);
             };
             while !s.load(Ordering::Relaxed) {
-                if let Ok(st) = sys::ctl_stats(&ctl, minor) {
+                if let Ok(st) = coda_dev::ctl_stats(ctl.as_fd(), minor) {
                     n += 1;
                     if let Err(e) = sys::check_balance(&st) {
                         if bad.len() < 5 {
@@ -289,8 +290,7 @@ pub fn room_timeout(rep: &mut Report) {
                     let msg = work::request(&mut Rng::new(i), CODA_GETATTR, 16, 0);
                     let mut out = [0u8; 64];
                     let t0 = Instant::now();
-                    let r =
-                        sys::ctl_call(std::os::fd::AsRawFd::as_raw_fd(&ctl), 0, 0, &msg, &mut out);
+                    let r = coda_dev::ctl_call_with(ctl.as_fd(), 0, 0, &msg, &mut out);
                     Ok::<_, String>((r.map(|_| ()), t0.elapsed()))
                 })
             })

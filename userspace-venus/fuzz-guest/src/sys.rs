@@ -6,10 +6,7 @@
 //! addresses, PROT_NONE and read-only pages), which no safe wrapper allows, so the few raw
 //! calls live here, each taking an address and a length and never touching the memory itself.
 
-use coda_msg::CtlCall;
 use coda_msg::PsdevStats;
-use coda_msg::CODA_CTL_IOC_CALL;
-use coda_msg::CODA_CTL_IOC_STATS;
 use nix::errno::Errno;
 use nix::sys::signal::SaFlags;
 use nix::sys::signal::SigAction;
@@ -20,15 +17,13 @@ use std::ffi::CString;
 use std::fs::File;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 use std::time::Instant;
 use zerocopy::FromBytes;
-use zerocopy::FromZeros;
-use zerocopy::IntoBytes;
 
 pub const CTL_PATH: &str = "/dev/coda_ctl";
 
@@ -79,49 +74,10 @@ pub fn raw_ioctl(fd: i32, cmd: u32, arg: usize) -> Ret {
     ret(unsafe { libc::ioctl(fd, cmd as libc::c_ulong, arg) as isize })
 }
 
-/// Statistics of `/dev/cfs<minor>` through the control device.
-pub fn ctl_stats(ctl: &OwnedFd, minor: u32) -> Result<PsdevStats, Errno> {
-    let mut st = PsdevStats::new_zeroed();
-    st.minor = minor;
-    raw_ioctl(
-        ctl.as_raw_fd(),
-        CODA_CTL_IOC_STATS,
-        st.as_mut_bytes().as_mut_ptr() as usize,
-    )?;
-    Ok(st)
-}
-
 /// Statistics of `/dev/cfs<minor>`, opening the control device for it.
 pub fn stats(minor: u32) -> Result<PsdevStats, String> {
     let ctl = open_dev(CTL_PATH, true).map_err(|e| format!("open {CTL_PATH}: {e}"))?;
-    ctl_stats(&ctl, minor).map_err(|e| format!("CODA_CTL_IOC_STATS: {e}"))
-}
-
-/// A synchronous or asynchronous upcall through the control device. Returns the updated
-/// call structure (out_len, unique) or the errno.
-pub fn ctl_call(
-    ctl: i32,
-    minor: u32,
-    flags: u32,
-    msg: &[u8],
-    out: &mut [u8],
-) -> Result<CtlCall, Errno> {
-    let mut c = CtlCall {
-        minor,
-        flags,
-        in_: msg.as_ptr() as u64,
-        in_len: msg.len() as u32,
-        out_cap: out.len() as u32,
-        out: out.as_mut_ptr() as u64,
-        out_len: 0,
-        unique: 0,
-    };
-    raw_ioctl(
-        ctl,
-        CODA_CTL_IOC_CALL,
-        c.as_mut_bytes().as_mut_ptr() as usize,
-    )?;
-    Ok(c)
+    coda_dev::ctl_stats(ctl.as_fd(), minor).map_err(|e| format!("CODA_CTL_IOC_STATS: {e}"))
 }
 
 /// Sum over opcodes of one per-opcode counter.
@@ -222,7 +178,9 @@ pub fn devices() -> u32 {
     let Ok(ctl) = open_dev(CTL_PATH, true) else {
         return 0;
     };
-    (0..64).find(|&m| ctl_stats(&ctl, m).is_err()).unwrap_or(64)
+    (0..64)
+        .find(|&m| coda_dev::ctl_stats(ctl.as_fd(), m).is_err())
+        .unwrap_or(64)
 }
 
 /// The call timeout of the loaded module, in seconds (0: none); 30, the module's default,

@@ -421,7 +421,7 @@ fn caller_thread(
         out.fill(0xa5);
         let flags = if is_async { CODA_CTL_ASYNC } else { 0 };
         let t0 = Instant::now();
-        let res = sys::ctl_call(ctl.as_raw_fd(), o.minor, flags, &msg, &mut out);
+        let res = coda_dev::ctl_call_with(ctl.as_fd(), o.minor, flags, &msg, &mut out);
         r.longest = r.longest.max(t0.elapsed());
         let e = r.by_op.entry(opcode).or_default();
         match res {

@@ -13,8 +13,6 @@ use std::time::Duration;
 use std::time::Instant;
 
 use coda_msg::CtlCall;
-use coda_msg::PsdevExchange;
-use coda_msg::PsdevStats;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
@@ -32,7 +30,6 @@ use nix::unistd::ForkResult;
 use nix::unistd::Pid;
 use rustix::process::Gid;
 use rustix::process::Uid;
-use zerocopy::FromZeros;
 
 static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
 
@@ -60,6 +57,12 @@ pub fn install_signal_handlers() -> Result<(), Errno> {
     Ok(())
 }
 
+pub use coda_dev::ctl_call;
+pub use coda_dev::ctl_stats;
+pub use coda_dev::exchange;
+pub use coda_dev::kernel_version;
+pub use coda_dev::psdev_stats;
+
 /// `ioctl(fd, cmd, arg)`.
 ///
 /// # Safety
@@ -71,59 +74,10 @@ unsafe fn ioctl_raw<T>(fd: BorrowedFd<'_>, cmd: u32, arg: *mut T) -> Result<libc
     Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::Ioctl, arg) })
 }
 
-/// `CIOC_KERNEL_VERSION`.
-pub fn kernel_version(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
-    let mut v: u64 = 0;
-    // SAFETY: the command is declared with a size_t, and `v` is one.
-    unsafe { ioctl_raw(fd, coda_msg::CIOC_KERNEL_VERSION, &mut v) }?;
-    Ok(v)
-}
-
 /// An ioctl with a null argument, for commands the device must not know.
 pub fn ioctl_null(fd: BorrowedFd<'_>, cmd: u32) -> Result<libc::c_int, Errno> {
     // SAFETY: with a null argument the kernel cannot touch our memory.
     unsafe { ioctl_raw(fd, cmd, std::ptr::null_mut::<u8>()) }
-}
-
-/// `CODA_PSDEV_IOC_STATS` on a /dev/cfsN.
-pub fn psdev_stats(fd: BorrowedFd<'_>) -> Result<PsdevStats, Errno> {
-    let mut st = PsdevStats::new_zeroed();
-    // SAFETY: the command's size is that of `PsdevStats`, which `st` is.
-    unsafe { ioctl_raw(fd, coda_msg::CODA_PSDEV_IOC_STATS, &mut st) }?;
-    Ok(st)
-}
-
-/// `CODA_CTL_IOC_STATS` on /dev/coda_ctl for /dev/cfs<minor>.
-pub fn ctl_stats(fd: BorrowedFd<'_>, minor: u32) -> Result<PsdevStats, Errno> {
-    let mut st = PsdevStats::new_zeroed();
-    st.minor = minor;
-    // SAFETY: the command's size is that of `PsdevStats`, which `st` is.
-    unsafe { ioctl_raw(fd, coda_msg::CODA_CTL_IOC_STATS, &mut st) }?;
-    Ok(st)
-}
-
-/// `CODA_CTL_IOC_CALL`.
-///
-/// # Safety
-///
-/// `c.in_` must point at `c.in_len` bytes (or at no mapping) and `c.out` at `c.out_cap`
-/// bytes that nothing else uses during the call (or at no mapping).
-pub unsafe fn ctl_call(fd: BorrowedFd<'_>, c: &mut CtlCall) -> Result<(), Errno> {
-    // SAFETY: `c` is a `CtlCall`, the command's size; its pointers are the caller's promise.
-    unsafe { ioctl_raw(fd, coda_msg::CODA_CTL_IOC_CALL, c) }.map(drop)
-}
-
-/// `CODA_PSDEV_IOC_EXCHANGE` on a /dev/cfsN.
-///
-/// # Safety
-///
-/// `x.write_buf` must point at `x.write_size` bytes that the kernel may read and store
-/// results into, and `x.read_buf` at `x.read_size` bytes for it to write, each used by
-/// nothing else during the call (or at no mapping).
-pub unsafe fn exchange(fd: BorrowedFd<'_>, x: &mut PsdevExchange) -> Result<(), Errno> {
-    // SAFETY: `x` is a `PsdevExchange`, the command's size; its pointers are the caller's
-    // promise.
-    unsafe { ioctl_raw(fd, coda_msg::CODA_PSDEV_IOC_EXCHANGE, x) }.map(drop)
 }
 
 /// `CODA_PSDEV_IOC_EXCHANGE` with an argument address that is not ours.

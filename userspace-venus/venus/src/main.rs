@@ -18,7 +18,7 @@ use serve::Config;
 use serve::Recording;
 use serve::Venus;
 use std::io::BufRead;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
@@ -154,21 +154,8 @@ fn open_device(path: &PathBuf, blocking: bool) -> OwnedFd {
     )
     .unwrap_or_else(|e| fatal(format!("open {}: {e}", path.display())));
 
-    // The C driver stores an int, ours a size_t: a zeroed u64 reads right either way.
-    let mut version: u64 = 0;
-    // SAFETY: CIOC_KERNEL_VERSION is _IOWR('c', 10, size_t): the kernel reads and writes at
-    // most size_of::<u64>() bytes through the pointer, which `version` provides.
-    let r = unsafe {
-        rustix::ioctl::ioctl(
-            &fd,
-            rustix::ioctl::Updater::<{ CIOC_KERNEL_VERSION as rustix::ioctl::Opcode }, u64>::new(
-                &mut version,
-            ),
-        )
-    };
-    if let Err(e) = r {
-        fatal(format!("CIOC_KERNEL_VERSION on {}: {e}", path.display()));
-    }
+    let version = coda_dev::kernel_version(fd.as_fd())
+        .unwrap_or_else(|e| fatal(format!("CIOC_KERNEL_VERSION on {}: {e}", path.display())));
     if version != u64::from(CODA_KERNEL_VERSION) {
         fatal(format!(
             "kernel speaks Coda version {version}, this Venus {CODA_KERNEL_VERSION}"
@@ -188,52 +175,14 @@ fn open_device(path: &PathBuf, blocking: bool) -> OwnedFd {
     fd
 }
 
-fn mount_legacy(dev: &OwnedFd, dir: &std::ffi::CStr) -> std::io::Result<()> {
-    let data = CodaMountData {
-        version: CODA_MOUNT_VERSION,
-        fd: dev.as_raw_fd(),
-    };
-    // SAFETY: the strings are NUL-terminated and live across the call; `data` is the
-    // binary `struct coda_mount_data` coda's parse_monolithic reads, and outlives the call.
-    let r = unsafe {
-        libc::mount(
-            c"coda".as_ptr(),
-            dir.as_ptr(),
-            c"coda".as_ptr(),
-            0,
-            (&raw const data).cast(),
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn mount_fsopen(dev: &OwnedFd, dir: &std::ffi::CStr) -> rustix::io::Result<()> {
-    use rustix::mount::*;
-    let fs = fsopen("coda", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    fsconfig_set_fd(&fs, "fd", dev)?;
-    fsconfig_create(&fs)?;
-    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-    move_mount(
-        &mnt,
-        c"",
-        rustix::fs::CWD,
-        dir,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-}
-
 /// `mount -t coda` of our device on `dir`. Not from a reader thread: the kernel makes
 /// ROOT and GETATTR upcalls during the mount, which the readers must be free to answer.
 fn mount(venus: &Venus, dir: &std::path::Path, api: MountApi) -> Result<(), String> {
     let cdir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|_| "mount point holds a NUL".to_string())?;
     let r = match api {
-        MountApi::Legacy => mount_legacy(&venus.dev, &cdir),
-        MountApi::Fsopen => mount_fsopen(&venus.dev, &cdir).map_err(Into::into),
+        MountApi::Legacy => coda_dev::mount_legacy(venus.dev.as_fd(), &cdir),
+        MountApi::Fsopen => coda_dev::mount_fsopen(&venus.dev, &cdir),
     };
     r.map_err(|e| format!("mount -t coda on {}: {e}", dir.display()))?;
     eprintln!("venus: mounted on {}", dir.display());

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::Read;
 use std::io::Seek;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -400,24 +401,14 @@ impl Venus {
             read_consumed: 0,
         };
         loop {
-            // SAFETY: the driver reads write_size bytes of the batch and stores into its
-            // records' result fields, writes at most read_size bytes of `read`, and reads
-            // and writes `x`, which is a `struct coda_psdev_exchange`; all three live
-            // across the call.
-            let r = unsafe {
-                rustix::ioctl::ioctl(
-                    &self.dev,
-                    rustix::ioctl::Updater::<
-                        { CODA_PSDEV_IOC_EXCHANGE as rustix::ioctl::Opcode },
-                        PsdevExchange,
-                    >::new(&mut x),
-                )
-            };
+            // SAFETY: the write buffer is the batch's records (read, results stored), the
+            // read buffer `read`, both sized as `x` says and borrowed across the call.
+            let r = unsafe { coda_dev::exchange(self.dev.as_fd(), &mut x) };
             match r {
                 Ok(()) => break,
                 // The counts say what was done: the same call goes on from there.
-                Err(Errno::INTR) if !self.stop.load(Ordering::SeqCst) => continue,
-                Err(Errno::INTR) => {
+                Err(nix::errno::Errno::EINTR) if !self.stop.load(Ordering::SeqCst) => continue,
+                Err(nix::errno::Errno::EINTR) => {
                     x.read_size = x.read_consumed;
                     if x.write_consumed == x.write_size {
                         break;
