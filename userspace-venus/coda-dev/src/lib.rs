@@ -14,6 +14,15 @@ use coda_msg::CtlCall;
 use coda_msg::PsdevExchange;
 use coda_msg::PsdevStats;
 use nix::errno::Errno;
+use rustix::mount::fsconfig_create;
+use rustix::mount::fsconfig_set_fd;
+use rustix::mount::fsmount;
+use rustix::mount::fsopen;
+use rustix::mount::move_mount;
+use rustix::mount::FsMountFlags;
+use rustix::mount::FsOpenFlags;
+use rustix::mount::MountAttrFlags;
+use rustix::mount::MoveMountFlags;
 use zerocopy::FromZeros;
 
 nix::ioctl_readwrite_bad!(ioc_kernel_version, coda_msg::CIOC_KERNEL_VERSION, u64);
@@ -134,7 +143,6 @@ pub fn mount_legacy(dev: BorrowedFd<'_>, dir: &CStr) -> std::io::Result<()> {
 
 /// The same through fsopen("coda"), fsconfig("fd"), fsmount and move_mount.
 pub fn mount_fsopen(dev: impl AsFd, dir: &CStr) -> std::io::Result<()> {
-    use rustix::mount::*;
     let fs = fsopen("coda", FsOpenFlags::FSOPEN_CLOEXEC)?;
     fsconfig_set_fd(&fs, "fd", dev)?;
     fsconfig_create(&fs)?;
