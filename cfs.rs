@@ -28,7 +28,7 @@ use crate::coda_msg::PsdevRecord;
 use crate::control::DowncallHub;
 use crate::raw;
 use crate::raw::FileOps;
-use crate::upcall::TakenBytes;
+use crate::upcall::Taken;
 use crate::upcall::VenusComm;
 
 /// What every open of one `/dev/cfsN` shares.
@@ -47,25 +47,16 @@ pub(crate) struct CfsOps;
 
 impl VenusFile {
     fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
+        let t = self.wait_next(file, out.len())?;
+        self.comm.copy_out(t, |bytes| out.write_slice(bytes))
+    }
+
+    /// Takes the next message if it fits `room`, waiting for one as a blocking read does:
+    /// EAGAIN with O_NONBLOCK, ERESTARTSYS on a signal, EMSGSIZE when it does not fit.
+    fn wait_next(&self, file: &File, room: usize) -> Result<Taken> {
         loop {
-            if let Some(t) = self.comm.take_next(out.len())? {
-                let copied = self.comm.with_taken_bytes(&t, |b| match b {
-                    TakenBytes::Signal(hdr) => out
-                        .write_slice(hdr.as_bytes())
-                        .map(|()| hdr.as_bytes().len()),
-                    TakenBytes::Request(bytes) => out.write_slice(bytes).map(|()| bytes.len()),
-                });
-                return match copied {
-                    Ok(n) => {
-                        self.comm.commit_read(t);
-                        Ok(n)
-                    }
-                    // A bad buffer loses nothing: the message stays queued.
-                    Err(e) => {
-                        self.comm.unread(t);
-                        Err(e)
-                    }
-                };
+            if let Some(t) = self.comm.take_next(room)? {
+                return Ok(t);
             }
             if file.flags() & file::flags::O_NONBLOCK != 0 {
                 return Err(EAGAIN);
@@ -208,47 +199,33 @@ impl VenusFile {
         loop {
             let left = size - at;
             let room = left.saturating_sub(coda_msg::RECORD_HDR_SIZE);
-            let t = match self.comm.take_next(room) {
-                Ok(Some(t)) => t,
-                Ok(None) if got > 0 => return Ok(()),
-                Ok(None) => {
-                    if file.flags() & file::flags::O_NONBLOCK != 0 {
-                        return Err(EAGAIN);
-                    }
-                    if self.comm.wait_readable() {
-                        return Err(ERESTARTSYS);
-                    }
-                    continue;
+            // The first message is waited for; after it the call takes what is queued.
+            let t = if got == 0 {
+                self.wait_next(file, room)?
+            } else {
+                match self.comm.take_next(room) {
+                    Ok(Some(t)) => t,
+                    // None queued, or the head waits for a call with more room.
+                    Ok(None) | Err(_) => return Ok(()),
                 }
-                // The head message waits for a call with more room.
-                Err(_) if got > 0 => return Ok(()),
-                Err(e) => return Err(e),
             };
             let mut out = UserSlice::new(buf.wrapping_byte_add(at), left).writer();
-            let copied = self.comm.with_taken_bytes(&t, |b| {
-                let bytes = match &b {
-                    TakenBytes::Signal(hdr) => hdr.as_bytes(),
-                    TakenBytes::Request(bytes) => bytes,
-                };
+            let copied = self.comm.copy_out(t, |bytes| {
                 let rec = PsdevRecord {
                     len: bytes.len() as u32,
                     result: 0,
                 };
                 out.write_slice(rec.as_bytes())?;
-                out.write_slice(bytes).map(|()| bytes.len())
+                out.write_slice(bytes)
             });
             match copied {
                 Ok(n) => {
-                    self.comm.commit_read(t);
                     at += coda_msg::record_size(n).min(left);
                     x.read_consumed = at as u32;
                     got += 1;
                 }
-                // A bad buffer loses nothing: the message stays queued.
-                Err(e) => {
-                    self.comm.unread(t);
-                    return if got > 0 { Ok(()) } else { Err(e) };
-                }
+                // The message stays queued; what was read before it is Venus's.
+                Err(e) => return if got > 0 { Ok(()) } else { Err(e) },
             }
         }
     }

@@ -707,6 +707,24 @@ impl VenusComm {
         f(TakenBytes::Request(&t.upcall.msg))
     }
 
+    /// Copies a taken message to Venus with `copy`, given its bytes, and settles it:
+    /// committed when the copy succeeds, back at the head of its queue when it fails (a
+    /// bad buffer loses nothing). Returns the message's length.
+    pub(crate) fn copy_out(&self, t: Taken, copy: impl FnOnce(&[u8]) -> Result) -> Result<usize> {
+        let copied = self.with_taken_bytes(&t, |b| {
+            let bytes = match &b {
+                TakenBytes::Signal(hdr) => hdr.as_bytes(),
+                TakenBytes::Request(bytes) => bytes,
+            };
+            copy(bytes).map(|()| bytes.len())
+        });
+        match copied {
+            Ok(_) => self.commit_read(t),
+            Err(_) => self.unread(t),
+        }
+        copied
+    }
+
     /// The copy of a taken message to Venus failed: it goes back to the head of its queue.
     pub(crate) fn unread(&self, t: Taken) {
         let mut g = self.lock();
