@@ -420,19 +420,12 @@ impl Venus {
         for (at, a) in batch.answers.drain(..) {
             let rec = &batch.buf[at..];
             let result = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
-            let delivered = match result {
-                0 => {
-                    append_record(&self.record_writes, &[&rec[RECORD_HDR_SIZE..][..a.len]]);
-                    true
-                }
-                r if r == -Errno::SRCH.raw_os_error() => {
-                    if self.cfg.verbose >= 1 {
-                        eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
-                    }
-                    false
-                }
-                r => fatal(format!("writing a reply: {}", Errno::from_raw_os_error(-r))),
+            let r = if result == 0 {
+                Ok(())
+            } else {
+                Err(Errno::from_raw_os_error(-result))
             };
+            let delivered = self.reply_written(r, &rec[RECORD_HDR_SIZE..][..a.len]);
             self.settle(a, delivered);
         }
         batch.buf.clear();
@@ -582,20 +575,28 @@ impl Venus {
     fn write_reply(&self, reply: &[u8]) -> bool {
         loop {
             match rustix::io::write(&self.dev, reply) {
-                Ok(_) => {
-                    append_record(&self.record_writes, &[reply]);
-                    return true;
-                }
                 Err(Errno::INTR) => continue,
-                // The caller gave up (signal or timeout) before our reply.
-                Err(Errno::SRCH) => {
-                    if self.cfg.verbose >= 1 {
-                        eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
-                    }
-                    return false;
-                }
-                Err(e) => fatal(format!("writing a reply: {e}")),
+                r => return self.reply_written(r.map(drop), reply),
             }
+        }
+    }
+
+    /// What the driver said of a reply (to write(2) or in an exchange's record): true if it
+    /// reached its caller, false if the caller had gone (ESRCH); anything else is fatal.
+    fn reply_written(&self, r: Result<(), Errno>, reply: &[u8]) -> bool {
+        match r {
+            Ok(()) => {
+                append_record(&self.record_writes, &[reply]);
+                true
+            }
+            // The caller gave up (signal or timeout) before our reply.
+            Err(Errno::SRCH) => {
+                if self.cfg.verbose >= 1 {
+                    eprintln!("venus: reply dropped: the caller is gone (ESRCH)");
+                }
+                false
+            }
+            Err(e) => fatal(format!("writing a reply: {e}")),
         }
     }
 
