@@ -45,6 +45,13 @@ pub fn check_idle(st: &PsdevStats) -> TestResult {
     }
 }
 
+/// Fails unless the device is idle ([`check_idle`]) and its counters balance
+/// ([`check_balance`]): how a test that left nothing in flight ends.
+pub fn check_quiet(st: &PsdevStats) -> TestResult {
+    check_idle(st)?;
+    check_balance(st)
+}
+
 /// `after - before` for one opcode.
 pub fn op_delta(before: &PsdevStats, after: &PsdevStats, op: u32) -> PsdevOpStats {
     let (a, b) = (&after.op[op as usize], &before.op[op as usize]);
@@ -117,6 +124,5 @@ pub fn expect_settled(
 ) -> TestResult {
     let after = v.stats()?;
     expect_op(before, &after, op, want, bytes)?;
-    check_idle(&after)?;
-    check_balance(&after)
+    check_quiet(&after)
 }

@@ -471,9 +471,14 @@ pub fn start_call(
 
 /// Venus answers request `m` with a reply carrying its token.
 pub fn answer(v: &Venus, m: &[u8]) -> TestResult {
+    v.reply(&reply_to(m)?)
+}
+
+/// The reply [`answer`] writes for request `m`: its opcode and unique, and its token.
+pub fn reply_to(m: &[u8]) -> Result<Vec<u8>, String> {
     let h = msg::in_hdr(m)?;
     let token = msg::token_of(m).ok_or("request without a token")?;
-    v.reply(&msg::reply(h.opcode, h.unique, 0, &token.to_le_bytes()))
+    Ok(msg::reply(h.opcode, h.unique, 0, &token.to_le_bytes()))
 }
 
 /// Fails unless the call got the reply [`answer`] writes for `token`.
