@@ -25,6 +25,7 @@ use plotters::style::WHITE;
 use serde::Serialize;
 
 use crate::stats::Record;
+use crate::VenusMode;
 
 /// One line of the table.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -191,16 +192,13 @@ pub fn build(records: &[Record], raw: &[Record]) -> (Vec<Line>, Vec<Verdict>) {
     // Then the same with Venus's readers blocked in read(2): our driver wakes one of them
     // per message, Linux's psdev every one. Last, ours with Venus using the exchange
     // ioctl, which C coda does not have: against C coda's faster way of reading.
-    for (suffix, how) in [
-        ("", ""),
-        ("_blocking", " blocking in read(2)"),
-        ("_exchange", " using CODA_PSDEV_IOC_EXCHANGE"),
-    ] {
+    for mode in [VenusMode::Poll, VenusMode::Blocking, VenusMode::Exchange] {
+        let (suffix, how) = mode.label();
         for (callers, readers) in throughput_cells(records) {
             for sys in ["ours", "coda"] {
                 let id = format!("{sys}_tput_c{callers}_r{readers}{suffix}");
                 let Some(r) = ix.get(&id) else { continue };
-                let other = if suffix == "_exchange" {
+                let other = if mode == VenusMode::Exchange {
                     best_coda_rate(&ix, callers, readers)
                 } else {
                     ix.rate(&format!("coda_tput_c{callers}_r{readers}{suffix}"))
