@@ -45,6 +45,9 @@ pub(crate) struct VenusFile {
 
 pub(crate) struct CfsOps;
 
+/// Messages an exchange takes from the queues per acquisition of the device lock.
+const EXCHANGE_BATCH: usize = 16;
+
 impl VenusFile {
     fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
         let t = self.wait_next(file, out.len())?;
@@ -184,7 +187,7 @@ impl VenusFile {
     }
 
     fn exchange_reads(&self, file: &File, x: &mut PsdevExchange) -> Result {
-        let mut at = x.read_consumed as usize;
+        let at = x.read_consumed as usize;
         // One call reads at most CODA_PSDEV_EXCHANGE_MAX bytes: its loop is bounded.
         let size = (x.read_size as usize).min(at + coda_msg::CODA_PSDEV_EXCHANGE_MAX);
         if at == size {
@@ -195,39 +198,55 @@ impl VenusFile {
             return Err(EMSGSIZE);
         }
         let buf = UserPtr::from_addr(x.read_buf as usize);
-        let mut got = 0usize;
+        // The first message is waited for, and its errors are the call's.
+        let t = self.wait_next(file, size - at - coda_msg::RECORD_HDR_SIZE)?;
+        self.comm
+            .copy_out(t, |bytes| Self::put_record(buf, size, x, bytes))?;
+        // After it the call takes what is queued, a batch per acquisition of the device
+        // lock. A message that does not fit, or whose copy faults, stays queued: what was
+        // read before it is Venus's.
         loop {
-            let left = size - at;
-            let room = left.saturating_sub(coda_msg::RECORD_HDR_SIZE);
-            // The first message is waited for; after it the call takes what is queued.
-            let t = if got == 0 {
-                self.wait_next(file, room)?
-            } else {
-                match self.comm.take_next(room) {
-                    Ok(Some(t)) => t,
-                    // None queued, or the head waits for a call with more room.
-                    Ok(None) | Err(_) => return Ok(()),
+            let mut batch: [Option<Taken>; EXCHANGE_BATCH] = [const { None }; EXCHANGE_BATCH];
+            let mut room = size - x.read_consumed as usize;
+            let n = self.comm.take_batch(&mut batch, |len| {
+                if coda_msg::RECORD_HDR_SIZE + len > room {
+                    return false;
                 }
-            };
-            let mut out = UserSlice::new(buf.wrapping_byte_add(at), left).writer();
-            let copied = self.comm.copy_out(t, |bytes| {
-                let rec = PsdevRecord {
-                    len: bytes.len() as u32,
-                    result: 0,
-                };
-                out.write_slice(rec.as_bytes())?;
-                out.write_slice(bytes)
+                room -= coda_msg::record_size(len).min(room);
+                true
             });
-            match copied {
-                Ok(n) => {
-                    at += coda_msg::record_size(n).min(left);
-                    x.read_consumed = at as u32;
-                    got += 1;
+            let mut copied = 0;
+            for t in batch[..n].iter().flatten() {
+                if self
+                    .comm
+                    .with_bytes(t, |bytes| Self::put_record(buf, size, x, bytes))
+                    .is_err()
+                {
+                    break;
                 }
-                // The message stays queued; what was read before it is Venus's.
-                Err(e) => return if got > 0 { Ok(()) } else { Err(e) },
+                copied += 1;
+            }
+            self.comm.settle_batch(&mut batch[..n], copied);
+            if copied < EXCHANGE_BATCH {
+                return Ok(());
             }
         }
+    }
+
+    /// Copies one message to Venus as a record at `read_consumed`, which moves past it (the
+    /// last record of the buffer may lack its padding).
+    fn put_record(buf: UserPtr, size: usize, x: &mut PsdevExchange, bytes: &[u8]) -> Result {
+        let at = x.read_consumed as usize;
+        let left = size - at;
+        let mut out = UserSlice::new(buf.wrapping_byte_add(at), left).writer();
+        let rec = PsdevRecord {
+            len: bytes.len() as u32,
+            result: 0,
+        };
+        out.write_slice(rec.as_bytes())?;
+        out.write_slice(bytes)?;
+        x.read_consumed = (at + coda_msg::record_size(bytes.len()).min(left)) as u32;
+        Ok(())
     }
 
     fn ioctl(&self, file: &File, cmd: u32, arg: UserPtr) -> Result<isize> {

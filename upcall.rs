@@ -41,6 +41,7 @@ use kernel::sync::CondVarTimeoutResult;
 use kernel::sync::LockedBy;
 use kernel::sync::Mutex;
 use kernel::sync::MutexGuard;
+use kernel::sync::UniqueArc;
 use kernel::time::msecs_to_jiffies;
 use kernel::time::Jiffies;
 
@@ -213,6 +214,8 @@ pub(crate) struct CommState {
     /// Synchronous upcalls in flight, at `unique & mask`.
     table: KVVec<Option<Arc<Upcall>>>,
     mask: usize,
+    /// Callers asleep waiting for room under the bound.
+    room_waiters: usize,
     /// Forced unmounts of the file system so far (see [`VenusComm::abort_fs_calls`]).
     fs_aborts: u64,
     stats: KBox<PsdevStats>,
@@ -223,12 +226,6 @@ pub(crate) struct CommState {
 pub(crate) struct Taken {
     upcall: Arc<Upcall>,
     signal: bool,
-}
-
-/// Bytes Venus is about to get for a taken message.
-pub(crate) enum TakenBytes<'a> {
-    Signal(InHdr),
-    Request(&'a [u8]),
 }
 
 impl PendingReply {
@@ -299,7 +296,36 @@ impl CommState {
     /// Frees one unit of the bound.
     fn release_unit(&mut self, comm: &VenusComm) {
         self.occupied -= 1;
-        comm.room.notify_one();
+        if self.room_waiters > 0 {
+            comm.room.notify_one();
+        }
+    }
+
+    /// Takes the next message for Venus, CODA_SIGNAL first, if `fits` accepts its length:
+    /// `Ok(None)` when nothing is queued, EMSGSIZE when it does not fit (it stays queued).
+    fn take(&mut self, fits: impl FnOnce(usize) -> bool) -> Result<Option<Taken>> {
+        if self.signals.front().is_some() {
+            if !fits(coda_msg::IN_HDR_SIZE) {
+                return Err(EMSGSIZE);
+            }
+            let up = self.signals.pop_front().ok_or(EINVAL)?;
+            return Ok(Some(Taken {
+                upcall: up,
+                signal: true,
+            }));
+        }
+        let Some(up) = self.requests.front() else {
+            return Ok(None);
+        };
+        if !fits(up.msg.len()) {
+            return Err(EMSGSIZE);
+        }
+        let up = self.requests.pop_front().ok_or(EINVAL)?;
+        *up.phase.access_mut(self) = Phase::Reading;
+        Ok(Some(Taken {
+            upcall: up,
+            signal: false,
+        }))
     }
 
     /// Messages waiting for Venus: CODA_SIGNALs and requests.
@@ -337,6 +363,7 @@ impl VenusComm {
             table,
             mask: slots - 1,
             fs_aborts: 0,
+            room_waiters: 0,
             stats,
         };
         Arc::pin_init(
@@ -445,7 +472,7 @@ impl VenusComm {
 
     fn submit_from(
         &self,
-        mut msg: KVec<u8>,
+        msg: KVec<u8>,
         out_cap: Option<usize>,
         from_fs: bool,
         left: &mut Option<Jiffies>,
@@ -461,6 +488,20 @@ impl VenusComm {
         if !coda_msg::is_upcall(opcode) {
             return Err(EINVAL);
         }
+        // Allocated before the lock is taken; the unique is filled in under it.
+        let mut up = UniqueArc::pin_init(
+            pin_init!(Upcall {
+                unique: 0,
+                opcode,
+                out_cap,
+                from_fs,
+                msg,
+                phase: LockedBy::new(&self.state, Phase::Queued),
+                cancelled: LockedBy::new(&self.state, false),
+                done <- new_condvar!("Upcall::done"),
+            }),
+            GFP_KERNEL,
+        )?;
         let mut g = self.lock();
         let aborts = g.fs_aborts;
         loop {
@@ -474,7 +515,10 @@ impl VenusComm {
                 break;
             }
             // `call` has blocked ordinary signals where they must not interrupt.
-            if let Some(why) = Self::sleep(&self.room, &mut g, left) {
+            g.room_waiters += 1;
+            let gave_up = Self::sleep(&self.room, &mut g, left);
+            g.room_waiters -= 1;
+            if let Some(why) = gave_up {
                 // We may have taken a wake-up meant for room that is there now: pass it on.
                 if g.occupied < self.config.max_outstanding {
                     self.room.notify_one();
@@ -493,22 +537,12 @@ impl VenusComm {
                 break u;
             }
         };
-        msg[4..8].copy_from_slice(&unique.to_ne_bytes());
-        let len = msg.len();
+        let fields = up.as_mut().project();
+        *fields.unique = unique;
+        fields.msg[4..8].copy_from_slice(&unique.to_ne_bytes());
+        let len = fields.msg.len();
+        let up: Arc<Upcall> = up.into();
         let st = &mut *g;
-        let up = Arc::pin_init(
-            pin_init!(Upcall {
-                unique,
-                opcode,
-                out_cap,
-                from_fs,
-                msg,
-                phase: LockedBy::new(&self.state, Phase::Queued),
-                cancelled: LockedBy::new(&self.state, false),
-                done <- new_condvar!("Upcall::done"),
-            }),
-            GFP_KERNEL,
-        )?;
         if out_cap.is_some() {
             let s = st.slot(unique);
             st.table[s] = Some(up.clone());
@@ -665,35 +699,12 @@ impl VenusComm {
     /// Returns `Ok(None)` when nothing is queued, EMSGSIZE when the head message is longer
     /// than `room` (it stays queued: Linux truncates it and loses the rest).
     pub(crate) fn take_next(&self, room: usize) -> Result<Option<Taken>> {
-        let mut g = self.lock();
-        let st = &mut *g;
-        if st.signals.front().is_some() {
-            if room < coda_msg::IN_HDR_SIZE {
-                return Err(EMSGSIZE);
-            }
-            let up = st.signals.pop_front().ok_or(EINVAL)?;
-            return Ok(Some(Taken {
-                upcall: up,
-                signal: true,
-            }));
-        }
-        let Some(up) = st.requests.front() else {
-            return Ok(None);
-        };
-        if up.msg.len() > room {
-            return Err(EMSGSIZE);
-        }
-        let up = st.requests.pop_front().ok_or(EINVAL)?;
-        *up.phase.access_mut(st) = Phase::Reading;
-        Ok(Some(Taken {
-            upcall: up,
-            signal: false,
-        }))
+        self.lock().take(|len| len <= room)
     }
 
-    /// Gives the bytes of a taken message to `f` (which copies them to Venus) without the
-    /// lock held: the copy may fault.
-    pub(crate) fn with_taken_bytes<R>(&self, t: &Taken, f: impl FnOnce(TakenBytes<'_>) -> R) -> R {
+    /// Gives the bytes Venus gets for a taken message to `f` (which copies them to Venus)
+    /// without the lock held: the copy may fault.
+    pub(crate) fn with_bytes<R>(&self, t: &Taken, f: impl FnOnce(&[u8]) -> R) -> R {
         if t.signal {
             let hdr = InHdr {
                 opcode: coda_msg::CODA_SIGNAL,
@@ -702,22 +713,16 @@ impl VenusComm {
                 pgid: 0,
                 uid: 0,
             };
-            return f(TakenBytes::Signal(hdr));
+            return f(hdr.as_bytes());
         }
-        f(TakenBytes::Request(&t.upcall.msg))
+        f(&t.upcall.msg)
     }
 
     /// Copies a taken message to Venus with `copy`, given its bytes, and settles it:
     /// committed when the copy succeeds, back at the head of its queue when it fails (a
     /// bad buffer loses nothing). Returns the message's length.
     pub(crate) fn copy_out(&self, t: Taken, copy: impl FnOnce(&[u8]) -> Result) -> Result<usize> {
-        let copied = self.with_taken_bytes(&t, |b| {
-            let bytes = match &b {
-                TakenBytes::Signal(hdr) => hdr.as_bytes(),
-                TakenBytes::Request(bytes) => bytes,
-            };
-            copy(bytes).map(|()| bytes.len())
-        });
+        let copied = self.with_bytes(&t, |bytes| copy(bytes).map(|()| bytes.len()));
         match copied {
             Ok(_) => self.commit_read(t),
             Err(_) => self.unread(t),
@@ -728,7 +733,14 @@ impl VenusComm {
     /// The copy of a taken message to Venus failed: it goes back to the head of its queue.
     pub(crate) fn unread(&self, t: Taken) {
         let mut g = self.lock();
-        let st = &mut *g;
+        self.unread_locked(&mut g, t);
+        g.update_gauges();
+        drop(g);
+        self.readers.notify_one();
+    }
+
+    fn unread_locked(&self, g: &mut MutexGuard<'_, CommState>, t: Taken) {
+        let st = &mut **g;
         if t.signal {
             let _ = st.signals.push_front(t.upcall);
         } else if matches!(t.upcall.phase.access(st), Phase::Reading) {
@@ -745,15 +757,57 @@ impl VenusComm {
             }
             st.release_unit(self);
         }
-        st.update_gauges();
-        drop(g);
-        self.readers.notify_one();
     }
 
     /// Venus got the whole message.
     pub(crate) fn commit_read(&self, t: Taken) {
         let mut g = self.lock();
-        let st = &mut *g;
+        self.commit_locked(&mut g, t);
+        g.update_gauges();
+    }
+
+    /// Takes into `out` the messages queued, under one acquisition of the lock, while
+    /// `fits` accepts their lengths; returns how many. Each is settled by
+    /// [`Self::settle_batch`].
+    pub(crate) fn take_batch(
+        &self,
+        out: &mut [Option<Taken>],
+        mut fits: impl FnMut(usize) -> bool,
+    ) -> usize {
+        let mut g = self.lock();
+        let mut n = 0;
+        while n < out.len() {
+            match g.take(&mut fits) {
+                Ok(Some(t)) => out[n] = Some(t),
+                Ok(None) | Err(_) => break,
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Settles a batch under one acquisition of the lock: the first `copied` messages
+    /// reached Venus ([`Self::commit_read`]), the rest go back to the head of their queues
+    /// in their order ([`Self::unread`]).
+    pub(crate) fn settle_batch(&self, batch: &mut [Option<Taken>], copied: usize) {
+        let mut g = self.lock();
+        for t in batch[..copied].iter_mut().filter_map(Option::take) {
+            self.commit_locked(&mut g, t);
+        }
+        let mut back = false;
+        for t in batch[copied..].iter_mut().rev().filter_map(Option::take) {
+            self.unread_locked(&mut g, t);
+            back = true;
+        }
+        g.update_gauges();
+        drop(g);
+        if back {
+            self.readers.notify_one();
+        }
+    }
+
+    fn commit_locked(&self, g: &mut MutexGuard<'_, CommState>, t: Taken) {
+        let st = &mut **g;
         let up = t.upcall;
         let op = op_index(up.opcode);
         if t.signal {
@@ -783,7 +837,6 @@ impl VenusComm {
                 self.readers.notify_one();
             }
         }
-        st.update_gauges();
     }
 
     /// The first half of a reply: finds the request Venus read for `unique`. The caller
@@ -946,13 +999,10 @@ mod tests {
         let Some(t) = comm.take_next(coda_msg::VC_MAXMSGSIZE)? else {
             return Ok(None);
         };
-        let r = comm.with_taken_bytes(&t, |b| match b {
-            TakenBytes::Signal(h) => (true, h.unique, 0),
-            TakenBytes::Request(m) => (
-                false,
-                u32::from_ne_bytes([m[4], m[5], m[6], m[7]]),
-                m[m.len() - 1],
-            ),
+        let signal = t.signal;
+        let r = comm.with_bytes(&t, |m| {
+            let unique = u32::from_ne_bytes([m[4], m[5], m[6], m[7]]);
+            (signal, unique, if signal { 0 } else { m[m.len() - 1] })
         });
         comm.commit_read(t);
         Ok(Some(r))
@@ -1010,6 +1060,40 @@ mod tests {
         let st = stats(&comm)?;
         assert_eq!(st.op[coda_msg::CODA_STATFS as usize].intr_before_read, 1);
         assert_eq!(st.outstanding, 1);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn batch_takes_in_order_and_puts_back_the_rest() -> Result {
+        let comm = open_comm(CFG)?;
+        let a = comm.submit(request(1)?, Some(64))?;
+        assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
+        let b = comm.submit(request(2)?, Some(64))?;
+        let c = comm.submit(request(3)?, Some(64))?;
+        let d = comm.submit(request(4)?, Some(64))?;
+        comm.give_up(&mut comm.lock(), &a, GiveUp::Signal);
+        // Room for two messages only: the CODA_SIGNAL and b.
+        let mut room = 2;
+        let mut batch: [Option<Taken>; 4] = [const { None }; 4];
+        let n = comm.take_batch(&mut batch, |_| {
+            room -= 1;
+            room >= 0
+        });
+        assert_eq!(n, 2);
+        assert!(batch[0].as_ref().is_some_and(|t| t.signal));
+        // The CODA_SIGNAL reached Venus; b's copy failed and b goes back before c.
+        comm.settle_batch(&mut batch[..n], 1);
+        assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
+        let n = comm.take_batch(&mut batch, |_| true);
+        assert_eq!(n, 2);
+        comm.settle_batch(&mut batch[..n], 0);
+        assert_eq!(venus_read(&comm)?, Some((false, c.unique, 3)));
+        assert_eq!(venus_read(&comm)?, Some((false, d.unique, 4)));
+        assert_eq!(venus_read(&comm)?, None);
+        let st = stats(&comm)?;
+        assert_eq!(st.op[coda_msg::CODA_STATFS as usize].signals_sent, 1);
+        assert_eq!(st.processing, 3);
         comm.venus_close();
         Ok(())
     }
