@@ -118,13 +118,15 @@ for round in $(seq "$rounds"); do
 		# readers "1p": one reader on CPU 0, for the pinned round trips; "1x" the same
 		# using CODA_PSDEV_IOC_EXCHANGE.
 		# "2b": two readers blocking in read(2) instead of poll(2) + read.
-		# "2x": two readers each trading replies for messages in one exchange call.
-		for readers in 1p 1x 1 2 2b 2x; do
+		# "2x": two readers each trading replies for messages in one exchange call; "2xp"
+		# the same with both on CPU 0, so that the callers run on the other CPU.
+		for readers in 1p 1x 1 2 2b 2x 2xp; do
 			case $readers in
 			1p) pin=1 venus_start 1 ;;
 			1x) pin=1 venus_start 1 --exchange ;;
 			2b) venus_start 2 --blocking-read ;;
 			2x) venus_start 2 --exchange ;;
+			2xp) pin=1 venus_start 2 --exchange ;;
 			*) venus_start "$readers" ;;
 			esac
 			opens=$((opens + 1))
@@ -138,6 +140,8 @@ for round in $(seq "$rounds"); do
 				run "ours round trip 20 B, exchange" P ctl-rtt --size 20 --venus exchange "${rtt[@]}"
 			elif [ "$readers" = 2x ]; then
 				run "ours throughput, 2 readers, exchange" B throughput --system ours --readers 2 --venus exchange "${tput[@]}"
+			elif [ "$readers" = 2xp ]; then
+				run "ours throughput, 2 readers on CPU 0, exchange" B throughput --system ours --readers 2 --venus exchange --venus-cpu0 "${tput8[@]}"
 			elif [ "$readers" = 2b ]; then
 				run "ours throughput, 2 blocking readers" B throughput --system ours --readers 2 --venus blocking "${tput8[@]}"
 			else
@@ -150,10 +154,11 @@ for round in $(seq "$rounds"); do
 		echo "bench: FAILED: insmod $ko" >&2
 		failed=$((failed + 1))
 	fi
-	for readers in 1p 1 2 2b; do
+	for readers in 1p 1 2 2b 2bp; do
 		case $readers in
 		1p) pin=1 coda_up 1 ;;
 		2b) coda_up 2 --blocking-read ;;
+		2bp) pin=1 coda_up 2 --blocking-read ;;
 		*) coda_up "$readers" ;;
 		esac
 		if [ $? = 0 ]; then
@@ -162,6 +167,8 @@ for round in $(seq "$rounds"); do
 				run "C coda statfs round trip" P statfs-rtt --mnt "$mnt" "${rtt[@]}"
 			elif [ "$readers" = 2b ]; then
 				run "C coda throughput, 2 blocking readers" B throughput --system coda --readers 2 --venus blocking --mnt "$mnt" "${tput8[@]}"
+			elif [ "$readers" = 2bp ]; then
+				run "C coda throughput, 2 blocking readers on CPU 0" B throughput --system coda --readers 2 --venus blocking --venus-cpu0 --mnt "$mnt" "${tput8[@]}"
 			else
 				run "C coda throughput, $readers reader(s)" B throughput --system coda --readers "$readers" --mnt "$mnt" "${tput[@]}"
 			fi

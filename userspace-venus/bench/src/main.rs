@@ -129,6 +129,9 @@ enum Cmd {
         /// How the stub serving the device runs.
         #[arg(long, value_enum, default_value = "poll")]
         venus: VenusMode,
+        /// The stub's threads were started on CPU 0 (labels the record, as `--readers`).
+        #[arg(long)]
+        venus_cpu0: bool,
         /// Length of each run.
         #[arg(long, default_value_t = 1.0)]
         secs: f64,
@@ -278,6 +281,7 @@ fn run(cli: Cli) -> io::Result<()> {
             callers,
             readers,
             venus,
+            venus_cpu0,
             secs,
             runs,
             mnt,
@@ -300,11 +304,15 @@ fn run(cli: Cli) -> io::Result<()> {
             };
             for c in callers {
                 let (suffix, how) = venus.label();
+                let (cpu0, on_cpu0) = match venus_cpu0 {
+                    true => (CPU0_SUFFIX, ", Venus on CPU 0"),
+                    false => ("", ""),
+                };
                 let mut rec = Record::new(
-                    format!("{sys}_tput_c{c}_r{readers}{suffix}"),
+                    format!("{sys}_tput_c{c}_r{readers}{suffix}{cpu0}"),
                     4,
                     sys,
-                    format!("throughput, {c} callers x {readers} readers{how}"),
+                    format!("throughput, {c} callers x {readers} readers{how}{on_cpu0}"),
                 );
                 rec.callers = Some(c as u32);
                 rec.readers = Some(readers);
@@ -422,6 +430,9 @@ impl VenusMode {
         }
     }
 }
+
+/// The suffix of a throughput record whose Venus ran on CPU 0.
+pub const CPU0_SUFFIX: &str = "_cpu0";
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum CodaFs {
