@@ -50,24 +50,16 @@ const EXCHANGE_BATCH: usize = 16;
 
 impl VenusFile {
     fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
-        let t = self.wait_next(file, out.len())?;
+        let t = self.wait_next(file, out.len(), false)?;
         self.comm.copy_out(t, |bytes| out.write_slice(bytes))
     }
 
     /// Takes the next message if it fits `room`, waiting for one as a blocking read does:
     /// EAGAIN with O_NONBLOCK, ERESTARTSYS on a signal, EMSGSIZE when it does not fit.
-    fn wait_next(&self, file: &File, room: usize) -> Result<Taken> {
-        loop {
-            if let Some(t) = self.comm.take_next(room)? {
-                return Ok(t);
-            }
-            if file.flags() & file::flags::O_NONBLOCK != 0 {
-                return Err(EAGAIN);
-            }
-            if self.comm.wait_readable() {
-                return Err(ERESTARTSYS);
-            }
-        }
+    /// `batch`: for the exchange.
+    fn wait_next(&self, file: &File, room: usize, batch: bool) -> Result<Taken> {
+        let nonblock = file.flags() & file::flags::O_NONBLOCK != 0;
+        self.comm.take_waiting(room, nonblock, batch)
     }
 
     fn write(&self, data: UserSliceReader) -> Result<usize> {
@@ -199,7 +191,7 @@ impl VenusFile {
         }
         let buf = UserPtr::from_addr(x.read_buf as usize);
         // The first message is waited for, and its errors are the call's.
-        let t = self.wait_next(file, size - at - coda_msg::RECORD_HDR_SIZE)?;
+        let t = self.wait_next(file, size - at - coda_msg::RECORD_HDR_SIZE, true)?;
         self.comm
             .copy_out(t, |bytes| Self::put_record(buf, size, x, bytes))?;
         // After it the call takes what is queued, a batch per acquisition of the device

@@ -4,7 +4,9 @@
 //! callers and Venus.
 //!
 //! A caller's [`VenusComm::call`] queues a request and sleeps until Venus replies; Venus
-//! takes requests with [`VenusComm::take_next`] and answers with [`VenusComm::reply`].
+//! takes requests with [`VenusComm::take_waiting`] (or a batch with
+//! [`VenusComm::take_batch`]) and answers with [`VenusComm::reply_begin`] and
+//! [`VenusComm::reply_commit`].
 //!
 //! # Lifetimes
 //!
@@ -51,6 +53,34 @@ use crate::coda_msg;
 use crate::coda_msg::InHdr;
 use crate::coda_msg::PsdevStats;
 use crate::raw::SignalBlock;
+
+/// How long a caller whose request woke no Venus thread (one was already on its way, see
+/// [`CommState::venus_busy`]) waits before it wakes one itself: the most a Venus thread that
+/// blocked elsewhere can delay a request.
+const NUDGE: Jiffies = 1;
+
+/// Venus threads that sleep on their own wait queue (see [`CommState::sleepers`]); more
+/// wait on the shared one.
+const MAX_SLEEPERS: usize = 64;
+
+/// How one sleep of a caller ended.
+enum Slept {
+    Woken,
+    /// The sleep reached its cap before the caller's deadline.
+    Capped,
+    GiveUp(GiveUp),
+}
+
+/// A Venus thread asleep until a message is queued.
+#[pin_data]
+struct Sleeper {
+    /// It reads through the exchange, and takes every message queued when it wakes.
+    batch: bool,
+    /// Taken off the sleepers by a waker.
+    woken: LockedBy<bool, CommState>,
+    #[pin]
+    cv: CondVar,
+}
 
 /// Settings from the module parameters.
 #[derive(Clone, Copy)]
@@ -216,6 +246,16 @@ pub(crate) struct CommState {
     mask: usize,
     /// Callers asleep waiting for room under the bound.
     room_waiters: usize,
+    /// A Venus thread will take the queued requests without being woken again: one woken
+    /// for the exchange, or one that took messages through the exchange and will come back
+    /// for more. A new request then wakes no other thread, whose wake-up would cost a
+    /// context switch and put Venus on a second CPU for a message the first takes anyway;
+    /// its caller wakes one after [`NUDGE`] if none came. Cleared when a reader finds the
+    /// queues empty.
+    venus_busy: bool,
+    /// Venus threads asleep in [`VenusComm::take_waiting`], the last to sleep on top: as
+    /// binder's ready threads, the one woken is the one whose cache is warm.
+    sleepers: Ring<Arc<Sleeper>>,
     /// Forced unmounts of the file system so far (see [`VenusComm::abort_fs_calls`]).
     fs_aborts: u64,
     stats: KBox<PsdevStats>,
@@ -328,6 +368,16 @@ impl CommState {
         }))
     }
 
+    /// Takes the Venus thread to wake for a message: the last one to sleep.
+    fn pop_sleeper(&mut self) -> Option<Arc<Sleeper>> {
+        let s = self.sleepers.pop_front()?;
+        *s.woken.access_mut(self) = true;
+        if s.batch {
+            self.venus_busy = true;
+        }
+        Some(s)
+    }
+
     /// Messages waiting for Venus: CODA_SIGNALs and requests.
     fn queued(&self) -> usize {
         self.signals.len() + self.requests.len()
@@ -343,6 +393,14 @@ impl CommState {
 }
 
 impl VenusComm {
+    /// Wakes a Venus thread for a message: the last sleeper, and the pollers.
+    fn wake_reader(&self, st: &mut CommState) {
+        if let Some(s) = st.pop_sleeper() {
+            s.cv.notify_one();
+        }
+        self.readers.notify_one();
+    }
+
     pub(crate) fn new(minor: u32, config: Config) -> Result<Arc<Self>> {
         let cap = config.max_outstanding;
         let slots = (2 * cap).next_power_of_two();
@@ -364,6 +422,8 @@ impl VenusComm {
             mask: slots - 1,
             fs_aborts: 0,
             room_waiters: 0,
+            venus_busy: false,
+            sleepers: Ring::new(MAX_SLEEPERS)?,
             stats,
         };
         Arc::pin_init(
@@ -417,6 +477,10 @@ impl VenusComm {
             }
         }
         while st.signals.pop_front().is_some() {}
+        while let Some(s) = st.pop_sleeper() {
+            s.cv.notify_one();
+        }
+        st.venus_busy = false;
         st.occupied = 0;
         st.stats.processing = 0;
         st.update_gauges();
@@ -430,6 +494,7 @@ impl VenusComm {
     /// upcall, which is freed once Venus has read it.
     pub(crate) fn submit(&self, msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
         self.submit_from(msg, out_cap, false, &mut self.deadline())
+            .map(|(up, _)| up)
     }
 
     /// An asynchronous upcall of the kernel's Coda file system: as [`Self::submit`], but a
@@ -447,27 +512,37 @@ impl VenusComm {
         }
     }
 
-    /// One sleep on `cv` of at most `left`, which is reduced by the time slept. Returns why
-    /// the caller must give up, if it must.
+    /// One sleep on `cv` of at most `left`, which is reduced by the time slept, and at most
+    /// `cap`.
     fn sleep(
         cv: &CondVar,
         g: &mut MutexGuard<'_, CommState>,
         left: &mut Option<Jiffies>,
-    ) -> Option<GiveUp> {
-        match *left {
-            None => cv.wait_interruptible(g).then_some(GiveUp::Signal),
-            Some(j) => match cv.wait_interruptible_timeout(g, j) {
-                CondVarTimeoutResult::Woken { jiffies } => {
-                    *left = Some(jiffies.max(1));
-                    None
-                }
-                CondVarTimeoutResult::Signal { jiffies } => {
-                    *left = Some(jiffies.max(1));
-                    Some(GiveUp::Signal)
-                }
-                CondVarTimeoutResult::Timeout => Some(GiveUp::Timeout),
-            },
+        cap: Option<Jiffies>,
+    ) -> Slept {
+        let limit = match (*left, cap) {
+            (Some(l), Some(c)) => Some(l.min(c)),
+            (l, c) => l.or(c),
+        };
+        let Some(j) = limit else {
+            return match cv.wait_interruptible(g) {
+                true => Slept::GiveUp(GiveUp::Signal),
+                false => Slept::Woken,
+            };
+        };
+        let (rest, slept) = match cv.wait_interruptible_timeout(g, j) {
+            CondVarTimeoutResult::Woken { jiffies } => (jiffies, Slept::Woken),
+            CondVarTimeoutResult::Signal { jiffies } => (jiffies, Slept::GiveUp(GiveUp::Signal)),
+            CondVarTimeoutResult::Timeout => (0, Slept::Capped),
+        };
+        if let Some(l) = left.as_mut() {
+            let l_rest = l.saturating_sub(j - rest.min(j));
+            if l_rest == 0 && matches!(slept, Slept::Capped) {
+                return Slept::GiveUp(GiveUp::Timeout);
+            }
+            *l = l_rest.max(1);
         }
+        slept
     }
 
     fn submit_from(
@@ -476,7 +551,7 @@ impl VenusComm {
         out_cap: Option<usize>,
         from_fs: bool,
         left: &mut Option<Jiffies>,
-    ) -> Result<Arc<Upcall>> {
+    ) -> Result<(Arc<Upcall>, bool)> {
         if msg.len() < coda_msg::IN_HDR_SIZE || msg.len() > coda_msg::VC_MAXMSGSIZE {
             return Err(EINVAL);
         }
@@ -516,9 +591,9 @@ impl VenusComm {
             }
             // `call` has blocked ordinary signals where they must not interrupt.
             g.room_waiters += 1;
-            let gave_up = Self::sleep(&self.room, &mut g, left);
+            let slept = Self::sleep(&self.room, &mut g, left, None);
             g.room_waiters -= 1;
-            if let Some(why) = gave_up {
+            if let Slept::GiveUp(why) = slept {
                 // We may have taken a wake-up meant for room that is there now: pass it on.
                 if g.occupied < self.config.max_outstanding {
                     self.room.notify_one();
@@ -558,9 +633,17 @@ impl VenusComm {
         ops.calls += 1;
         st.stats.mem_bytes += upcall_size(len);
         st.update_gauges();
+        // An asynchronous upcall has no caller to wake a reader later.
+        let wake = out_cap.is_none() || !st.venus_busy;
+        let sleeper = if wake { st.pop_sleeper() } else { None };
         drop(g);
-        self.readers.notify_one();
-        Ok(up)
+        if let Some(s) = sleeper {
+            s.cv.notify_one();
+        }
+        if wake {
+            self.readers.notify_one();
+        }
+        Ok((up, !wake))
     }
 
     /// Makes an upcall and waits for Venus's reply, which it returns (exactly the bytes
@@ -607,15 +690,22 @@ impl VenusComm {
             None
         };
         let mut left = if nointr { None } else { self.deadline() };
-        let up = self.submit_from(msg, Some(out_cap), from_fs, &mut left)?;
-        self.wait_for(&up, left).map(|bytes| Reply {
+        let (up, nudge) = self.submit_from(msg, Some(out_cap), from_fs, &mut left)?;
+        self.wait_for(&up, left, nudge).map(|bytes| Reply {
             unique: up.unique,
             bytes,
         })
     }
 
-    /// Sleeps until `up` has an outcome, giving up on a signal or when `left` runs out.
-    fn wait_for(&self, up: &Arc<Upcall>, mut left: Option<Jiffies>) -> Result<KVec<u8>> {
+    /// Sleeps until `up` has an outcome, giving up on a signal or when `left` runs out. With
+    /// `nudge` its submission woke no Venus thread: if none has taken it after [`NUDGE`],
+    /// the caller wakes one.
+    fn wait_for(
+        &self,
+        up: &Arc<Upcall>,
+        mut left: Option<Jiffies>,
+        mut nudge: bool,
+    ) -> Result<KVec<u8>> {
         let mut g = self.lock();
         loop {
             if let Some(r) = Self::outcome(&mut g, up) {
@@ -626,17 +716,29 @@ impl VenusComm {
                 self.give_up(&mut g, up, GiveUp::Signal);
                 return Err(EIO);
             }
-            if let Some(why) = Self::sleep(&up.done, &mut g, &mut left) {
-                // A reply that arrived meanwhile wins over the signal or the timeout.
-                if let Some(r) = Self::outcome(&mut g, up) {
-                    return r;
+            let cap = nudge.then_some(NUDGE);
+            nudge = false;
+            let why = match Self::sleep(&up.done, &mut g, &mut left, cap) {
+                Slept::Woken => continue,
+                Slept::Capped => {
+                    if matches!(up.phase.access(&g), Phase::Queued) {
+                        // The Venus thread counted on did not come: it may be blocked.
+                        g.venus_busy = false;
+                        self.wake_reader(&mut g);
+                    }
+                    continue;
                 }
-                self.give_up(&mut g, up, why);
-                return Err(match why {
-                    GiveUp::Signal => EINTR,
-                    GiveUp::Timeout => ETIMEDOUT,
-                });
+                Slept::GiveUp(why) => why,
+            };
+            // A reply that arrived meanwhile wins over the signal or the timeout.
+            if let Some(r) = Self::outcome(&mut g, up) {
+                return r;
             }
+            self.give_up(&mut g, up, why);
+            return Err(match why {
+                GiveUp::Signal => EINTR,
+                GiveUp::Timeout => ETIMEDOUT,
+            });
         }
     }
 
@@ -686,20 +788,13 @@ impl VenusComm {
                 st.stats.processing -= 1;
                 // Cannot fail: the request held the unit that the signal now holds.
                 let _ = st.signals.push_back(up.clone());
-                self.readers.notify_one();
+                self.wake_reader(st);
             }
             // The reader copying it settles it in `commit_read`/`unread`.
             Phase::Reading => {}
             Phase::Replied(_) | Phase::Failed(_) | Phase::GaveUpReading(_) => {}
         }
         g.update_gauges();
-    }
-
-    /// Takes the next message for Venus, CODA_SIGNAL first, if `room` bytes can hold it.
-    /// Returns `Ok(None)` when nothing is queued, EMSGSIZE when the head message is longer
-    /// than `room` (it stays queued: Linux truncates it and loses the rest).
-    pub(crate) fn take_next(&self, room: usize) -> Result<Option<Taken>> {
-        self.lock().take(|len| len <= room)
     }
 
     /// Gives the bytes Venus gets for a taken message to `f` (which copies them to Venus)
@@ -735,8 +830,7 @@ impl VenusComm {
         let mut g = self.lock();
         self.unread_locked(&mut g, t);
         g.update_gauges();
-        drop(g);
-        self.readers.notify_one();
+        self.wake_reader(&mut g);
     }
 
     fn unread_locked(&self, g: &mut MutexGuard<'_, CommState>, t: Taken) {
@@ -775,6 +869,8 @@ impl VenusComm {
         mut fits: impl FnMut(usize) -> bool,
     ) -> usize {
         let mut g = self.lock();
+        // This thread returns to Venus with messages, and comes back for more.
+        g.venus_busy = true;
         let mut n = 0;
         while n < out.len() {
             match g.take(&mut fits) {
@@ -800,9 +896,8 @@ impl VenusComm {
             back = true;
         }
         g.update_gauges();
-        drop(g);
         if back {
-            self.readers.notify_one();
+            self.wake_reader(&mut g);
         }
     }
 
@@ -834,7 +929,7 @@ impl VenusComm {
                     st.outstanding -= 1;
                 }
                 let _ = st.signals.push_back(up);
-                self.readers.notify_one();
+                self.wake_reader(st);
             }
         }
     }
@@ -932,27 +1027,75 @@ impl VenusComm {
 
     /// Whether a message waits for Venus.
     pub(crate) fn readable(&self) -> bool {
-        let g = self.lock();
-        g.queued() > 0
+        let mut g = self.lock();
+        let readable = g.queued() > 0;
+        if !readable {
+            g.venus_busy = false;
+        }
+        readable
     }
 
     pub(crate) fn readers(&self) -> &PollCondVar {
         &self.readers
     }
 
-    /// Sleeps until a message is queued; true if a signal ended the sleep.
-    pub(crate) fn wait_readable(&self) -> bool {
+    /// Takes the next message, CODA_SIGNAL first, if it fits `room`, sleeping until one is
+    /// queued: EAGAIN instead with `nonblock`, ERESTARTSYS on a signal, EMSGSIZE when it
+    /// does not fit (it stays queued: Linux truncates it and loses the rest). Finding the
+    /// queues empty and going to sleep happen under one hold of the lock, so that a request
+    /// queued in between wakes this thread. `batch`: the thread reads through the exchange.
+    pub(crate) fn take_waiting(&self, room: usize, nonblock: bool, batch: bool) -> Result<Taken> {
+        let mut me: Option<Arc<Sleeper>> = None;
+        let mut allocated = false;
         let mut g = self.lock();
-        while g.queued() == 0 {
-            if self.readers.wait_interruptible(&mut g) {
-                // Another reader may have been skipped by our exclusive wake-up.
-                if g.queued() > 0 {
-                    self.readers.notify_one();
+        loop {
+            if let Some(t) = g.take(|len| len <= room)? {
+                return Ok(t);
+            }
+            g.venus_busy = false;
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            if !allocated {
+                // Without the lock, then the queues are looked at again. Without it the
+                // thread waits on the shared queue.
+                allocated = true;
+                drop(g);
+                me = Arc::pin_init(
+                    pin_init!(Sleeper {
+                        batch,
+                        woken: LockedBy::new(&self.state, false),
+                        cv <- new_condvar!("VenusComm::sleeper"),
+                    }),
+                    GFP_KERNEL,
+                )
+                .ok();
+                g = self.lock();
+                continue;
+            }
+            let listed = me.as_ref().filter(|m| {
+                *m.woken.access_mut(&mut g) = false;
+                g.sleepers.push_front((*m).clone()).is_ok()
+            });
+            let signalled = match listed {
+                Some(m) => {
+                    let signalled = m.cv.wait_interruptible(&mut g);
+                    if !*m.woken.access(&g) {
+                        g.sleepers.remove_first(|s| Arc::ptr_eq(s, m));
+                    }
+                    signalled
                 }
-                return true;
+                None => self.readers.wait_interruptible(&mut g),
+            };
+            if signalled {
+                // A wake-up meant for a queued message goes on to another thread.
+                g.venus_busy = false;
+                if g.queued() > 0 {
+                    self.wake_reader(&mut g);
+                }
+                return Err(ERESTARTSYS);
             }
         }
-        false
     }
 
     /// A copy of the statistics.
@@ -996,8 +1139,9 @@ mod tests {
 
     /// Venus reads the next message; returns (was a signal, unique, body tag).
     fn venus_read(comm: &VenusComm) -> Result<Option<(bool, u32, u8)>> {
-        let Some(t) = comm.take_next(coda_msg::VC_MAXMSGSIZE)? else {
-            return Ok(None);
+        let t = match comm.take_waiting(coda_msg::VC_MAXMSGSIZE, true, false) {
+            Err(e) if e == EAGAIN => return Ok(None),
+            r => r?,
         };
         let signal = t.signal;
         let r = comm.with_bytes(&t, |m| {
@@ -1042,7 +1186,7 @@ mod tests {
     fn short_buffer_keeps_message() -> Result {
         let comm = open_comm(CFG)?;
         let a = comm.submit(request(1)?, Some(64))?;
-        assert!(matches!(comm.take_next(8), Err(e) if e == EMSGSIZE));
+        assert!(matches!(comm.take_waiting(8, true, false), Err(e) if e == EMSGSIZE));
         assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
         comm.venus_close();
         Ok(())
@@ -1120,20 +1264,20 @@ mod tests {
     fn forced_unmount_ends_fs_calls() -> Result {
         let comm = open_comm(CFG)?;
         let mut left = comm.deadline();
-        let fs_read = comm.submit_from(request(1)?, Some(64), true, &mut left)?;
+        let (fs_read, _) = comm.submit_from(request(1)?, Some(64), true, &mut left)?;
         let ctl = comm.submit(request(2)?, Some(64))?;
         assert_eq!(venus_read(&comm)?, Some((false, fs_read.unique, 1)));
-        let fs_queued = comm.submit_from(request(3)?, Some(64), true, &mut left)?;
+        let (fs_queued, _) = comm.submit_from(request(3)?, Some(64), true, &mut left)?;
         comm.abort_fs_calls();
         // The file system's calls end with EIO; Venus hears of the one it read.
-        assert!(matches!(comm.wait_for(&fs_read, comm.deadline()), Err(e) if e == EIO));
-        assert!(matches!(comm.wait_for(&fs_queued, comm.deadline()), Err(e) if e == EIO));
+        assert!(matches!(comm.wait_for(&fs_read, comm.deadline(), false), Err(e) if e == EIO));
+        assert!(matches!(comm.wait_for(&fs_queued, comm.deadline(), false), Err(e) if e == EIO));
         assert_eq!(venus_read(&comm)?, Some((true, fs_read.unique, 0)));
         // The control device's call is untouched and still gets its reply.
         assert_eq!(venus_read(&comm)?, Some((false, ctl.unique, 2)));
         assert_eq!(venus_read(&comm)?, None);
         venus_reply(&comm, ctl.unique, 16, 0xcc)?;
-        assert_eq!(comm.wait_for(&ctl, comm.deadline())?.len(), 16);
+        assert_eq!(comm.wait_for(&ctl, comm.deadline(), false)?.len(), 16);
         let st = stats(&comm)?;
         assert_eq!(st.outstanding, 0);
         assert_eq!(st.pending, 0);
@@ -1151,8 +1295,8 @@ mod tests {
         // Out of order, and B shorter than its room: each caller gets its own bytes.
         venus_reply(&comm, b.unique, 20, 0xbb)?;
         venus_reply(&comm, a.unique, 64, 0xaa)?;
-        let ra = comm.wait_for(&a, comm.deadline())?;
-        let rb = comm.wait_for(&b, comm.deadline())?;
+        let ra = comm.wait_for(&a, comm.deadline(), false)?;
+        let rb = comm.wait_for(&b, comm.deadline(), false)?;
         assert_eq!((ra.len(), ra[63]), (64, 0xaa));
         assert_eq!((rb.len(), rb[19]), (20, 0xbb));
         // A second reply to the same unique finds nobody.
@@ -1167,7 +1311,7 @@ mod tests {
         let a = comm.submit(request(1)?, Some(16))?;
         venus_read(&comm)?;
         assert!(matches!(venus_reply(&comm, a.unique, 17, 0), Err(e) if e == EINVAL));
-        assert!(matches!(comm.wait_for(&a, comm.deadline()), Err(e) if e == EIO));
+        assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == EIO));
         comm.venus_close();
         Ok(())
     }
@@ -1180,7 +1324,7 @@ mod tests {
         })?;
         let a = comm.submit(request(1)?, Some(64))?;
         venus_read(&comm)?;
-        assert!(matches!(comm.wait_for(&a, comm.deadline()), Err(e) if e == ETIMEDOUT));
+        assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == ETIMEDOUT));
         // Venus had read it, so it hears of the timeout.
         assert_eq!(venus_read(&comm)?, Some((true, a.unique, 0)));
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].timeouts, 1);
@@ -1195,8 +1339,8 @@ mod tests {
         let b = comm.submit(request(2)?, Some(64))?;
         venus_read(&comm)?;
         comm.venus_close();
-        assert!(matches!(comm.wait_for(&a, comm.deadline()), Err(e) if e == ENODEV));
-        assert!(matches!(comm.wait_for(&b, comm.deadline()), Err(e) if e == ENODEV));
+        assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == ENODEV));
+        assert!(matches!(comm.wait_for(&b, comm.deadline(), false), Err(e) if e == ENODEV));
         assert!(matches!(comm.submit(request(3)?, Some(64)), Err(e) if e == ENODEV));
         let st = stats(&comm)?;
         assert_eq!(
@@ -1229,7 +1373,7 @@ mod tests {
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls, 2);
         venus_read(&comm)?;
         venus_reply(&comm, a.unique, 12, 0)?;
-        comm.wait_for(&a, comm.deadline())?;
+        comm.wait_for(&a, comm.deadline(), false)?;
         let mut waited = 0;
         while stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls < 3 && waited < 50 {
             fsleep(Delta::from_millis(100));

@@ -320,6 +320,45 @@ pub fn blocks_until_queued(_env: &Env) -> TestResult {
     Ok(())
 }
 
+/// Venus threads sleeping in the exchange are woken last-in first-out, and a thread that
+/// took messages is counted on to come back for the next: a new upcall wakes no other. If
+/// it stays away, the caller wakes another after a tick, so no upcall is stranded.
+pub fn busy_thread_stays_away(_env: &Env) -> TestResult {
+    let ctl = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let s0 = v.stats()?;
+    let sleeper = |name: &str| {
+        let fd = v.shared();
+        let w = Worker::spawn(name, move || {
+            venus::exchange(fd.as_fd(), Vec::new(), 0, ROOM)
+        })?;
+        w.wait_sleeping_in(&[sys::SYS_IOCTL])?;
+        Ok::<_, String>(w)
+    };
+    let first = sleeper("first to sleep")?;
+    let last = sleeper("last to sleep")?;
+    let u = ctl
+        .call_async(0, &msg::request_token(CODA_STATFS, 21))
+        .ctx("async upcall")?;
+    // The last to sleep takes it and does not come back.
+    let got = last.join_within(EXPECT)?.ok("the last sleeper")?.msgs()?;
+    ensure_eq!(got.len(), 1, "messages the last sleeper read");
+    ensure_eq!(msg::in_hdr(&got[0])?.unique, u, "unique it read");
+    let w = start_call(&ctl, 0, "caller", msg::request_token(CODA_GETATTR, 22), CAP)?;
+    let got = first.join_within(EXPECT)?.ok("the first sleeper")?.msgs()?;
+    ensure_eq!(got.len(), 1, "messages the first sleeper read");
+    ensure_eq!(msg::token_of(&got[0]), Some(22), "token it read");
+    let r = v.exchange(&msg::records(&[reply_to(&got[0])?]), 0);
+    ensure_eq!(r.ok("the reply")?.results()?, vec![0], "the reply's result");
+    expect_answer(w.join_within(EXPECT)?, 22, "caller")?;
+    let want = PsdevOpStats {
+        calls: 1,
+        replies: 1,
+        ..Default::default()
+    };
+    expect_settled(&v, &s0, CODA_GETATTR, want, false)
+}
+
 /// A signal while the read half waits: the replies already written are counted, so the
 /// repeated call (by hand after EINTR, by the kernel under SA_RESTART) writes none twice.
 pub fn signal_keeps_counts(_env: &Env) -> TestResult {

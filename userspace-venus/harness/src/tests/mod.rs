@@ -340,6 +340,10 @@ fn default_tests() -> Vec<Test> {
             exchange::blocks_until_queued,
         ),
         test(
+            "exchange: the thread that slept last is woken; one that took messages and stays away delays the next upcall by a tick at most",
+            exchange::busy_thread_stays_away,
+        ),
+        test(
             "exchange: a signal during the wait keeps the counts: nothing is written twice",
             exchange::signal_keeps_counts,
         ),
