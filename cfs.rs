@@ -338,6 +338,8 @@ impl FileOps for CfsOps {
         seq_print!(m, "coda_downcalls:\t{}\n", st.downcalls);
         seq_print!(m, "coda_downcalls_dropped:\t{}\n", st.downcalls_dropped);
         seq_print!(m, "coda_bad_writes:\t{}\n", st.bad_writes);
+        seq_print!(m, "coda_wakes_skipped:\t{}\n", st.wakes_skipped);
+        seq_print!(m, "coda_nudges:\t{}\n", st.nudges);
         for (op, o) in st.op.iter().enumerate().filter(|(_, o)| o.calls > 0) {
             seq_print!(
                 m,

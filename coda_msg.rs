@@ -1206,7 +1206,7 @@ pub fn build_readlink_out(
 pub const CODA_PSDEV_CTL_NAME: &str = "coda_ctl";
 pub const CODA_PSDEV_IOC_MAGIC: u32 = 0xCD;
 pub const CODA_PSDEV_NOPS: usize = 38;
-pub const CODA_PSDEV_STATS_VERSION: u32 = 1;
+pub const CODA_PSDEV_STATS_VERSION: u32 = 2;
 pub const CODA_CTL_ASYNC: u32 = 0x1;
 pub const CODA_CTL_DOWNCALL_QUEUE: usize = 4096;
 
@@ -1248,6 +1248,8 @@ pub struct PsdevStats {
     pub bad_writes: u64,
     pub downcall_by_op: [u64; CODA_PSDEV_NOPS],
     pub op: [PsdevOpStats; CODA_PSDEV_NOPS],
+    pub wakes_skipped: u64,
+    pub nudges: u64,
 }
 
 wire_structs! {

@@ -137,7 +137,7 @@ impl ControlFile {
         UserSlice::new(UserPtr::from_addr(c.in_ as usize), in_len)
             .read_all(&mut msg, GFP_KERNEL)?;
         if c.flags & coda_msg::CODA_CTL_ASYNC != 0 {
-            let up = comm.submit(msg, None)?;
+            let up = comm.submit_async(msg)?;
             c.unique = up.unique();
             c.out_len = 0;
         } else {

@@ -393,6 +393,15 @@ impl CommState {
 }
 
 impl VenusComm {
+    /// A Venus thread leaves without the messages it may have been woken for: another
+    /// thread is woken for them.
+    fn pass_on(&self, st: &mut CommState) {
+        st.venus_busy = false;
+        if st.queued() > 0 {
+            self.wake_reader(st);
+        }
+    }
+
     /// Wakes a Venus thread for a message: the last sleeper, and the pollers.
     fn wake_reader(&self, st: &mut CommState) {
         if let Some(s) = st.pop_sleeper() {
@@ -489,15 +498,14 @@ impl VenusComm {
         self.readers.notify_all();
     }
 
-    /// Queues an upcall; the first step of [`Self::call`]. `msg` starts with a
-    /// `coda_in_hdr` whose unique is overwritten. `out_cap` is `None` for an asynchronous
-    /// upcall, which is freed once Venus has read it.
-    pub(crate) fn submit(&self, msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
-        self.submit_from(msg, out_cap, false, &mut self.deadline())
+    /// Queues an asynchronous upcall, which is freed once Venus has read it. `msg` starts
+    /// with a `coda_in_hdr` whose unique is overwritten.
+    pub(crate) fn submit_async(&self, msg: KVec<u8>) -> Result<Arc<Upcall>> {
+        self.submit_from(msg, None, false, &mut self.deadline())
             .map(|(up, _)| up)
     }
 
-    /// An asynchronous upcall of the kernel's Coda file system: as [`Self::submit`], but a
+    /// An asynchronous upcall of the kernel's Coda file system: as [`Self::submit_async`], but a
     /// forced unmount ends its wait for room.
     pub(crate) fn submit_from_kernel(&self, msg: KVec<u8>) -> Result {
         self.submit_from(msg, None, true, &mut self.deadline())
@@ -636,6 +644,9 @@ impl VenusComm {
         // An asynchronous upcall has no caller to wake a reader later.
         let wake = out_cap.is_none() || !st.venus_busy;
         let sleeper = if wake { st.pop_sleeper() } else { None };
+        if !wake {
+            st.stats.wakes_skipped += 1;
+        }
         drop(g);
         if let Some(s) = sleeper {
             s.cv.notify_one();
@@ -716,14 +727,16 @@ impl VenusComm {
                 self.give_up(&mut g, up, GiveUp::Signal);
                 return Err(EIO);
             }
-            let cap = nudge.then_some(NUDGE);
-            nudge = false;
-            let why = match Self::sleep(&up.done, &mut g, &mut left, cap) {
+            // Capped until the nudge is due: an early wake-up may be spurious.
+            nudge &= matches!(up.phase.access(&g), Phase::Queued);
+            let why = match Self::sleep(&up.done, &mut g, &mut left, nudge.then_some(NUDGE)) {
                 Slept::Woken => continue,
                 Slept::Capped => {
+                    nudge = false;
                     if matches!(up.phase.access(&g), Phase::Queued) {
                         // The Venus thread counted on did not come: it may be blocked.
                         g.venus_busy = false;
+                        g.stats.nudges += 1;
                         self.wake_reader(&mut g);
                     }
                     continue;
@@ -1049,8 +1062,14 @@ impl VenusComm {
         let mut allocated = false;
         let mut g = self.lock();
         loop {
-            if let Some(t) = g.take(|len| len <= room)? {
-                return Ok(t);
+            match g.take(|len| len <= room) {
+                Ok(Some(t)) => return Ok(t),
+                Ok(None) => {}
+                Err(e) => {
+                    // This thread may have been woken for the message it cannot take.
+                    self.pass_on(&mut g);
+                    return Err(e);
+                }
             }
             g.venus_busy = false;
             if nonblock {
@@ -1088,11 +1107,7 @@ impl VenusComm {
                 None => self.readers.wait_interruptible(&mut g),
             };
             if signalled {
-                // A wake-up meant for a queued message goes on to another thread.
-                g.venus_busy = false;
-                if g.queued() > 0 {
-                    self.wake_reader(&mut g);
-                }
+                self.pass_on(&mut g);
                 return Err(ERESTARTSYS);
             }
         }
@@ -1123,6 +1138,12 @@ mod tests {
         hard: false,
         max_outstanding: 8,
     };
+
+    /// Queues an upcall as a caller would before [`VenusComm::wait_for`].
+    fn submit(comm: &VenusComm, msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
+        comm.submit_from(msg, out_cap, false, &mut comm.deadline())
+            .map(|(up, _)| up)
+    }
 
     fn open_comm(config: Config) -> Result<Arc<VenusComm>> {
         let comm = VenusComm::new(0, config)?;
@@ -1167,9 +1188,9 @@ mod tests {
     #[test]
     fn queue_order() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
-        let b = comm.submit(request(2)?, Some(64))?;
-        let c = comm.submit(request(3)?, None)?;
+        let a = submit(&comm, request(1)?, Some(64))?;
+        let b = submit(&comm, request(2)?, Some(64))?;
+        let c = submit(&comm, request(3)?, None)?;
         assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
         assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
         assert_eq!(venus_read(&comm)?, Some((false, c.unique, 3)));
@@ -1185,7 +1206,7 @@ mod tests {
     #[test]
     fn short_buffer_keeps_message() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
         assert!(matches!(comm.take_waiting(8, true, false), Err(e) if e == EMSGSIZE));
         assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
         comm.venus_close();
@@ -1195,8 +1216,8 @@ mod tests {
     #[test]
     fn signal_before_read() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
-        let b = comm.submit(request(2)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
+        let b = submit(&comm, request(2)?, Some(64))?;
         comm.give_up(&mut comm.lock(), &a, GiveUp::Signal);
         // A is gone without a trace; B is next and no CODA_SIGNAL is sent.
         assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
@@ -1211,11 +1232,11 @@ mod tests {
     #[test]
     fn batch_takes_in_order_and_puts_back_the_rest() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
         assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
-        let b = comm.submit(request(2)?, Some(64))?;
-        let c = comm.submit(request(3)?, Some(64))?;
-        let d = comm.submit(request(4)?, Some(64))?;
+        let b = submit(&comm, request(2)?, Some(64))?;
+        let c = submit(&comm, request(3)?, Some(64))?;
+        let d = submit(&comm, request(4)?, Some(64))?;
         comm.give_up(&mut comm.lock(), &a, GiveUp::Signal);
         // Room for two messages only: the CODA_SIGNAL and b.
         let mut room = 2;
@@ -1245,9 +1266,9 @@ mod tests {
     #[test]
     fn signal_after_read() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
         assert_eq!(venus_read(&comm)?, Some((false, a.unique, 1)));
-        let b = comm.submit(request(2)?, Some(64))?;
+        let b = submit(&comm, request(2)?, Some(64))?;
         comm.give_up(&mut comm.lock(), &a, GiveUp::Signal);
         // The CODA_SIGNAL overtakes the queued request.
         assert_eq!(venus_read(&comm)?, Some((true, a.unique, 0)));
@@ -1265,7 +1286,7 @@ mod tests {
         let comm = open_comm(CFG)?;
         let mut left = comm.deadline();
         let (fs_read, _) = comm.submit_from(request(1)?, Some(64), true, &mut left)?;
-        let ctl = comm.submit(request(2)?, Some(64))?;
+        let ctl = submit(&comm, request(2)?, Some(64))?;
         assert_eq!(venus_read(&comm)?, Some((false, fs_read.unique, 1)));
         let (fs_queued, _) = comm.submit_from(request(3)?, Some(64), true, &mut left)?;
         comm.abort_fs_calls();
@@ -1288,8 +1309,8 @@ mod tests {
     #[test]
     fn reply_matching() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
-        let b = comm.submit(request(2)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
+        let b = submit(&comm, request(2)?, Some(64))?;
         venus_read(&comm)?;
         venus_read(&comm)?;
         // Out of order, and B shorter than its room: each caller gets its own bytes.
@@ -1308,7 +1329,7 @@ mod tests {
     #[test]
     fn oversized_reply_fails_caller_with_eio() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(16))?;
+        let a = submit(&comm, request(1)?, Some(16))?;
         venus_read(&comm)?;
         assert!(matches!(venus_reply(&comm, a.unique, 17, 0), Err(e) if e == EINVAL));
         assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == EIO));
@@ -1322,7 +1343,7 @@ mod tests {
             timeout_secs: 1,
             ..CFG
         })?;
-        let a = comm.submit(request(1)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
         venus_read(&comm)?;
         assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == ETIMEDOUT));
         // Venus had read it, so it hears of the timeout.
@@ -1335,13 +1356,13 @@ mod tests {
     #[test]
     fn close_with_waiters() -> Result {
         let comm = open_comm(CFG)?;
-        let a = comm.submit(request(1)?, Some(64))?;
-        let b = comm.submit(request(2)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
+        let b = submit(&comm, request(2)?, Some(64))?;
         venus_read(&comm)?;
         comm.venus_close();
         assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == ENODEV));
         assert!(matches!(comm.wait_for(&b, comm.deadline(), false), Err(e) if e == ENODEV));
-        assert!(matches!(comm.submit(request(3)?, Some(64)), Err(e) if e == ENODEV));
+        assert!(matches!(submit(&comm, request(3)?, Some(64)), Err(e) if e == ENODEV));
         let st = stats(&comm)?;
         assert_eq!(
             (st.outstanding, st.pending, st.processing, st.mem_bytes),
@@ -1360,8 +1381,8 @@ mod tests {
             max_outstanding: 2,
             ..CFG
         })?;
-        let a = comm.submit(request(1)?, Some(64))?;
-        let _b = comm.submit(request(2)?, Some(64))?;
+        let a = submit(&comm, request(1)?, Some(64))?;
+        let _b = submit(&comm, request(2)?, Some(64))?;
         // A third caller, in a worker, must wait for room.
         let c2 = comm.clone();
         kernel::workqueue::system().try_spawn(GFP_KERNEL, move || {

@@ -18,7 +18,7 @@
 #define CODA_PSDEV_IOC_MAGIC	0xCD
 /* Opcodes 0 .. CODA_PSDEV_NOPS - 1 are counted (CODA_NCALLS in <linux/coda.h>). */
 #define CODA_PSDEV_NOPS		38
-#define CODA_PSDEV_STATS_VERSION 1
+#define CODA_PSDEV_STATS_VERSION 2
 
 /* Per-opcode counters. */
 struct coda_psdev_opstats {
@@ -55,6 +55,10 @@ struct coda_psdev_stats {
 	__u64 bad_writes;	/* writes refused (EINVAL, ESRCH, EFAULT) */
 	__u64 downcall_by_op[CODA_PSDEV_NOPS];
 	struct coda_psdev_opstats op[CODA_PSDEV_NOPS];
+	__u64 wakes_skipped;	/* requests that woke no Venus thread: one reading through
+				 * CODA_PSDEV_IOC_EXCHANGE was on its way */
+	__u64 nudges;		/* of those, the ones still queued a tick later, whose
+				 * caller woke a Venus thread itself */
 };
 
 /* On an open /dev/cfsN: its statistics. */

@@ -381,6 +381,8 @@ fn psdev_items() -> Items {
         "bad_writes" => bad_writes,
         "downcall_by_op" => downcall_by_op,
         "op" => op,
+        "wakes_skipped" => wakes_skipped,
+        "nudges" => nudges,
     });
     layout!(it, "coda_ctl_call", CtlCall {
         "minor" => minor,

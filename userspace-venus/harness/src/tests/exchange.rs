@@ -2,6 +2,8 @@
 //! write(2) or read(2) would be.
 
 use std::os::fd::AsFd;
+use std::time::Duration;
+use std::time::Instant;
 
 use coda_msg::PsdevOpStats;
 use coda_msg::CODA_FLUSH;
@@ -34,6 +36,9 @@ use crate::venus;
 use crate::venus::Venus;
 use crate::venus::EXPECT;
 use crate::worker::Worker;
+
+/// How soon a caller whose upcall woke no Venus thread gets one woken for it.
+const NUDGED_WITHIN: Duration = Duration::from_secs(1);
 
 /// Room for any number of the tests' small messages.
 const ROOM: usize = 4096;
@@ -344,8 +349,25 @@ pub fn busy_thread_stays_away(_env: &Env) -> TestResult {
     let got = last.join_within(EXPECT)?.ok("the last sleeper")?.msgs()?;
     ensure_eq!(got.len(), 1, "messages the last sleeper read");
     ensure_eq!(msg::in_hdr(&got[0])?.unique, u, "unique it read");
+    let before = v.stats()?;
+    let t0 = Instant::now();
     let w = start_call(&ctl, 0, "caller", msg::request_token(CODA_GETATTR, 22), CAP)?;
     let got = first.join_within(EXPECT)?.ok("the first sleeper")?.msgs()?;
+    // A tick is 4 ms; the bound leaves room for the emulated, debug guest.
+    ensure!(
+        t0.elapsed() < NUDGED_WITHIN,
+        "the first sleeper got the upcall after {:?}",
+        t0.elapsed()
+    );
+    let after = v.stats()?;
+    ensure_eq!(
+        (
+            after.wakes_skipped - before.wakes_skipped,
+            after.nudges - before.nudges
+        ),
+        (1, 1),
+        "(wakes_skipped, nudges) for the upcall"
+    );
     ensure_eq!(got.len(), 1, "messages the first sleeper read");
     ensure_eq!(msg::token_of(&got[0]), Some(22), "token it read");
     let r = v.exchange(&msg::records(&[reply_to(&got[0])?]), 0);

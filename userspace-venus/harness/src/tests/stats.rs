@@ -237,7 +237,7 @@ fn read_fdinfo(fd: i32) -> Result<HashMap<String, String>, String> {
 
 fn check_fdinfo(v: &Venus, st: &PsdevStats) -> TestResult {
     let info = read_fdinfo(v.fd().as_raw_fd())?;
-    let want: [(&str, u64); 20] = [
+    let want: [(&str, u64); 22] = [
         ("coda_minor", st.minor as u64),
         ("coda_outstanding", st.outstanding),
         ("coda_peak_outstanding", st.peak_outstanding),
@@ -258,6 +258,8 @@ fn check_fdinfo(v: &Venus, st: &PsdevStats) -> TestResult {
         ("coda_downcalls", st.downcalls),
         ("coda_downcalls_dropped", st.downcalls_dropped),
         ("coda_bad_writes", st.bad_writes),
+        ("coda_wakes_skipped", st.wakes_skipped),
+        ("coda_nudges", st.nudges),
     ];
     for (key, value) in want {
         let got = info.get(key).ok_or(format!("fdinfo has no {key} line"))?;
