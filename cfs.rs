@@ -218,7 +218,7 @@ impl VenusFile {
                 }
                 copied += 1;
             }
-            self.comm.settle_batch(&mut batch[..n], copied);
+            self.comm.settle(&mut batch[..n], copied);
             if copied < EXCHANGE_BATCH {
                 return Ok(());
             }

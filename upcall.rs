@@ -261,8 +261,8 @@ pub(crate) struct CommState {
     stats: KBox<PsdevStats>,
 }
 
-/// What a reader took from the queues; it goes back with [`VenusComm::unread`] if the copy
-/// to Venus fails, or is settled with [`VenusComm::commit_read`].
+/// What a reader took from the queues; [`VenusComm::settle`] commits it, or puts it back if
+/// the copy to Venus failed.
 pub(crate) struct Taken {
     upcall: Arc<Upcall>,
     signal: bool,
@@ -776,7 +776,7 @@ impl VenusComm {
         match (why, &phase) {
             (GiveUp::Timeout, _) => ops.timeouts += 1,
             (GiveUp::Signal, Phase::Read) => ops.intr_after_read += 1,
-            // Counted by `commit_read` or `unread`.
+            // Counted when the reader settles it.
             (GiveUp::Signal, Phase::Reading) => {}
             (GiveUp::Signal, _) => ops.intr_before_read += 1,
         }
@@ -803,7 +803,7 @@ impl VenusComm {
                 let _ = st.signals.push_back(up.clone());
                 self.wake_reader(st);
             }
-            // The reader copying it settles it in `commit_read`/`unread`.
+            // The reader copying it settles it (`VenusComm::settle`).
             Phase::Reading => {}
             Phase::Replied(_) | Phase::Failed(_) | Phase::GaveUpReading(_) => {}
         }
@@ -831,21 +831,11 @@ impl VenusComm {
     /// bad buffer loses nothing). Returns the message's length.
     pub(crate) fn copy_out(&self, t: Taken, copy: impl FnOnce(&[u8]) -> Result) -> Result<usize> {
         let copied = self.with_bytes(&t, |bytes| copy(bytes).map(|()| bytes.len()));
-        match copied {
-            Ok(_) => self.commit_read(t),
-            Err(_) => self.unread(t),
-        }
+        self.settle(&mut [Some(t)], usize::from(copied.is_ok()));
         copied
     }
 
     /// The copy of a taken message to Venus failed: it goes back to the head of its queue.
-    pub(crate) fn unread(&self, t: Taken) {
-        let mut g = self.lock();
-        self.unread_locked(&mut g, t);
-        g.update_gauges();
-        self.wake_reader(&mut g);
-    }
-
     fn unread_locked(&self, g: &mut MutexGuard<'_, CommState>, t: Taken) {
         let st = &mut **g;
         if t.signal {
@@ -866,16 +856,8 @@ impl VenusComm {
         }
     }
 
-    /// Venus got the whole message.
-    pub(crate) fn commit_read(&self, t: Taken) {
-        let mut g = self.lock();
-        self.commit_locked(&mut g, t);
-        g.update_gauges();
-    }
-
     /// Takes into `out` the messages queued, under one acquisition of the lock, while
-    /// `fits` accepts their lengths; returns how many. Each is settled by
-    /// [`Self::settle_batch`].
+    /// `fits` accepts their lengths; returns how many. Each is settled by [`Self::settle`].
     pub(crate) fn take_batch(
         &self,
         out: &mut [Option<Taken>],
@@ -895,10 +877,10 @@ impl VenusComm {
         n
     }
 
-    /// Settles a batch under one acquisition of the lock: the first `copied` messages
-    /// reached Venus ([`Self::commit_read`]), the rest go back to the head of their queues
-    /// in their order ([`Self::unread`]).
-    pub(crate) fn settle_batch(&self, batch: &mut [Option<Taken>], copied: usize) {
+    /// Settles taken messages under one acquisition of the lock: the first `copied` reached
+    /// Venus, the rest go back to the head of their queues in their order (a bad buffer
+    /// loses nothing).
+    pub(crate) fn settle(&self, batch: &mut [Option<Taken>], copied: usize) {
         let mut g = self.lock();
         for t in batch[..copied].iter_mut().filter_map(Option::take) {
             self.commit_locked(&mut g, t);
@@ -914,6 +896,7 @@ impl VenusComm {
         }
     }
 
+    /// Venus got the whole message.
     fn commit_locked(&self, g: &mut MutexGuard<'_, CommState>, t: Taken) {
         let st = &mut **g;
         let up = t.upcall;
@@ -1169,7 +1152,7 @@ mod tests {
             let unique = u32::from_ne_bytes([m[4], m[5], m[6], m[7]]);
             (signal, unique, if signal { 0 } else { m[m.len() - 1] })
         });
-        comm.commit_read(t);
+        comm.settle(&mut [Some(t)], 1);
         Ok(Some(r))
     }
 
@@ -1248,11 +1231,11 @@ mod tests {
         assert_eq!(n, 2);
         assert!(batch[0].as_ref().is_some_and(|t| t.signal));
         // The CODA_SIGNAL reached Venus; b's copy failed and b goes back before c.
-        comm.settle_batch(&mut batch[..n], 1);
+        comm.settle(&mut batch[..n], 1);
         assert_eq!(venus_read(&comm)?, Some((false, b.unique, 2)));
         let n = comm.take_batch(&mut batch, |_| true);
         assert_eq!(n, 2);
-        comm.settle_batch(&mut batch[..n], 0);
+        comm.settle(&mut batch[..n], 0);
         assert_eq!(venus_read(&comm)?, Some((false, c.unique, 3)));
         assert_eq!(venus_read(&comm)?, Some((false, d.unique, 4)));
         assert_eq!(venus_read(&comm)?, None);
