@@ -12,7 +12,8 @@ use crate::upcall::VenusComm;
 
 /// `coda_psdev_upcall` flag: queue the upcall, await no reply.
 pub(crate) const UPCALL_ASYNC: u32 = 1;
-/// `coda_psdev_upcall` flag: only SIGKILL ends the wait (the file system's `hard` mount).
+/// `coda_psdev_upcall` flag: only SIGKILL ends the wait, which has no timeout (the file
+/// system's `hard` sysctl).
 pub(crate) const UPCALL_NOINTR: u32 = 2;
 
 /// The file system's downcall handler: `(minor, message, length) -> errno`.
@@ -81,12 +82,20 @@ fn comm(index: i32) -> Result<Arc<VenusComm>> {
 }
 
 /// An upcall from the file system: `buf` holds the request and receives the reply.
-pub(crate) fn upcall(index: i32, buf: &mut [u8], in_len: usize, nointr: bool) -> Result<usize> {
+/// `hard` and `timeout_secs` are the file system's sysctls (see
+/// [`VenusComm::call_from_kernel`]).
+pub(crate) fn upcall(
+    index: i32,
+    buf: &mut [u8],
+    in_len: usize,
+    hard: bool,
+    timeout_secs: u32,
+) -> Result<usize> {
     let comm = comm(index)?;
     let mut msg = KVec::with_capacity(in_len, GFP_KERNEL)?;
     msg.extend_from_slice(buf.get(..in_len).ok_or(EINVAL)?, GFP_KERNEL)?;
     let reply = comm
-        .call_from_kernel(msg, buf.len(), nointr)
+        .call_from_kernel(msg, buf.len(), hard, timeout_secs)
         .map_err(venus_gone_is_enxio)?;
     let n = reply.bytes.len();
     buf.get_mut(..n).ok_or(EIO)?.copy_from_slice(&reply.bytes);
@@ -123,13 +132,15 @@ pub(crate) fn set_downcall(handler: Option<DowncallFn>) {
     *FS_DOWNCALL.lock() = handler;
 }
 
-/// Hands a validated downcall to the file system, if one is loaded. The handler lock is
-/// held across the call so that the file system cannot unregister (and unload) meanwhile.
-pub(crate) fn downcall(minor: u32, msg: &mut [u8]) {
+/// Hands a validated downcall to the file system, if one is loaded, and returns its
+/// error. The handler lock is held across the call so that the file system cannot
+/// unregister (and unload) meanwhile.
+pub(crate) fn downcall(minor: u32, msg: &mut [u8]) -> Result {
     let h = FS_DOWNCALL.lock();
-    if let Some(handler) = *h {
-        if msg.len() >= coda_msg::OUT_HDR_SIZE {
-            crate::raw::call_downcall(handler, minor, msg);
+    match *h {
+        Some(handler) if msg.len() >= coda_msg::OUT_HDR_SIZE => {
+            kernel::error::to_result(crate::raw::call_downcall(handler, minor, msg))
         }
+        _ => Ok(()),
     }
 }

@@ -62,16 +62,17 @@ impl VenusFile {
         self.comm.take_waiting(room, nonblock, batch)
     }
 
-    fn write(&self, data: UserSliceReader) -> Result<usize> {
+    /// One message written by Venus: with write(2) (`by_write`) or as an exchange record.
+    fn write(&self, data: UserSliceReader, by_write: bool) -> Result<usize> {
         let count = data.len();
-        let r = self.write_inner(data);
+        let r = self.write_inner(data, by_write);
         if r.is_err() {
             self.comm.count_bad_write();
         }
         r.map(|()| count)
     }
 
-    fn write_inner(&self, data: UserSliceReader) -> Result {
+    fn write_inner(&self, data: UserSliceReader, by_write: bool) -> Result {
         let count = data.len();
         // A reply is at least its header; Linux and NetBSD read past short writes.
         if count < coda_msg::OUT_HDR_SIZE {
@@ -93,8 +94,8 @@ impl VenusFile {
             let opcode = coda_msg::check_downcall(&msg).map_err(|_| EINVAL)?;
             let dropped = self.hub.deliver(self.comm.minor, &msg);
             self.comm.count_downcall(opcode, dropped);
-            bridge::downcall(self.comm.minor, &mut msg);
-            return Ok(());
+            // The file system's error is Venus's, as Linux's `coda_psdev_write` returns it.
+            return bridge::downcall(self.comm.minor, &mut msg);
         }
         if !coda_msg::is_upcall(hdr.opcode) {
             return Err(EINVAL);
@@ -110,7 +111,7 @@ impl VenusFile {
         } else {
             None
         };
-        self.comm.reply_commit(pending, bytes)?;
+        self.comm.reply_commit(pending, bytes, by_write)?;
         if let Some(h) = handle {
             h.hand_over();
         }
@@ -163,7 +164,7 @@ impl VenusFile {
                 return Err(EINVAL);
             }
             let msg = UserSlice::new(rec.wrapping_byte_add(hdr.len()), len).reader();
-            let result = match self.write(msg) {
+            let result = match self.write(msg, false) {
                 Ok(_) => 0i32,
                 Err(e) => e.to_errno(),
             };
@@ -183,6 +184,7 @@ impl VenusFile {
         // One call reads at most CODA_PSDEV_EXCHANGE_MAX bytes: its loop is bounded.
         let size = (x.read_size as usize).min(at + coda_msg::CODA_PSDEV_EXCHANGE_MAX);
         if at == size {
+            self.comm.exchange_without_read();
             return Ok(());
         }
         // No message could fit: fail now rather than wait for one.
@@ -293,7 +295,7 @@ impl FileOps for CfsOps {
     }
 
     fn write(this: ArcBorrow<'_, VenusFile>, _file: &File, data: UserSliceReader) -> Result<usize> {
-        this.write(data)
+        this.write(data, true)
     }
 
     fn ioctl(this: ArcBorrow<'_, VenusFile>, file: &File, cmd: u32, arg: UserPtr) -> Result<isize> {

@@ -306,7 +306,9 @@ pub(crate) fn current_may_open() -> bool {
 }
 
 /// While alive, signals of the current task are blocked, so that an interruptible sleep
-/// ends only on the ones left through (SIGSTOP cannot be blocked and ends it too).
+/// ends only on the ones left through. Unlike sigprocmask(2), the kernel's `sigprocmask()`
+/// blocks SIGSTOP too: a process stopped during a call stops when the call ends, rather
+/// than failing the call with EINTR as Linux's coda does (which lets SIGSTOP through).
 pub(crate) struct SignalBlock {
     old: bindings::sigset_t,
     _not_send: PhantomData<*mut ()>,
@@ -322,6 +324,18 @@ impl SignalBlock {
     /// file system's calls: Ctrl-C ends them, a shell's SIGCHLD does not fail an open.
     pub(crate) fn all_but_sigint() -> Self {
         Self::all_but((1 << (bindings::SIGKILL - 1)) | (1 << (bindings::SIGINT - 1)))
+    }
+
+    /// The stop signals alone (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU): for the file system's
+    /// calls once every other signal may end them. Ctrl-Z never fails a call; the process
+    /// stops when it returns.
+    pub(crate) fn stops() -> Self {
+        let bit = |s: u32| -> kernel::ffi::c_ulong { 1 << (s - 1) };
+        let stops = bit(bindings::SIGSTOP)
+            | bit(bindings::SIGTSTP)
+            | bit(bindings::SIGTTIN)
+            | bit(bindings::SIGTTOU);
+        Self::all_but(!stops)
     }
 
     fn all_but(through: kernel::ffi::c_ulong) -> Self {
@@ -375,6 +389,8 @@ impl Drop for FileHandle {
 /// Turns the descriptor of a successful CODA_OPEN_BY_FD reply into a `struct file *` in
 /// Venus's context, as Linux's `coda_psdev_write` does, and appends it where the kernel's
 /// `struct coda_open_by_fd_out` has it (`fh`, after `fd`).
+// Never inlined: the fault-injection test finds it by name (tests/coda-fs-faults.sh).
+#[inline(never)]
 pub(crate) fn attach_file_handle(reply: &mut KVec<u8>, cap: usize) -> Result<Option<FileHandle>> {
     const FD_END: usize = coda_msg::OUT_HDR_SIZE + 4;
     const FH_END: usize = FD_END + core::mem::size_of::<usize>();
@@ -393,24 +409,28 @@ pub(crate) fn attach_file_handle(reply: &mut KVec<u8>, cap: usize) -> Result<Opt
         reply[8..12].copy_from_slice(&(EBADF.to_errno().unsigned_abs() as i32).to_ne_bytes());
         return Ok(None);
     };
-    let ptr = ARef::into_raw(file);
-    reply.extend_from_slice(&(ptr.as_ptr() as usize).to_ne_bytes(), GFP_KERNEL)?;
-    Ok(Some(FileHandle(ptr)))
+    // Owned by the handle before anything can fail, so that a failed allocation puts the
+    // file (the container's reference would otherwise be held for ever).
+    let handle = FileHandle(ARef::into_raw(file));
+    reply.extend_from_slice(&(handle.0.as_ptr() as usize).to_ne_bytes(), GFP_KERNEL)?;
+    Ok(Some(handle))
 }
 
-/// Calls the file system's downcall handler.
-pub(crate) fn call_downcall(handler: DowncallFn, minor: u32, msg: &mut [u8]) {
+/// Calls the file system's downcall handler; returns its result (0 or a negative errno).
+pub(crate) fn call_downcall(handler: DowncallFn, minor: u32, msg: &mut [u8]) -> c_int {
     // SAFETY: the handler was registered by the file system module, which cannot unload
     // while the bridge lock (held by our caller) is held; `msg` is a valid downcall of
     // `msg.len()` bytes, validated to its exact size.
-    unsafe { handler(minor as i32, msg.as_mut_ptr(), msg.len() as i32) };
+    unsafe { handler(minor as i32, msg.as_mut_ptr(), msg.len() as i32) }
 }
 
 /// Makes an upcall for the kernel's Coda file system: `buf` holds `in_size` bytes of
 /// request and has room for `*out_size` bytes of reply, whose length is stored back.
 /// `flags` (`coda_rs.h`): `CODA_PSDEV_ASYNC` queues the upcall and awaits no reply
 /// (`out_size` is then ignored and may be NULL); `CODA_PSDEV_NOINTR` lets only SIGKILL end
-/// the wait. Returns 0 or a negative errno.
+/// the wait. `timeout` is the file system's `/proc/sys/coda/timeout`: after that many
+/// seconds an interruptible call lets every signal end it (it never fails by itself).
+/// Returns 0 or a negative errno.
 ///
 /// # Safety
 ///
@@ -424,6 +444,7 @@ pub(crate) unsafe extern "C" fn coda_psdev_upcall(
     in_size: c_int,
     out_size: *mut c_int,
     flags: u32,
+    timeout: u32,
 ) -> c_int {
     if flags & !(bridge::UPCALL_ASYNC | bridge::UPCALL_NOINTR) != 0 || buf.is_null() {
         return EINVAL.to_errno();
@@ -455,6 +476,7 @@ pub(crate) unsafe extern "C" fn coda_psdev_upcall(
         &mut buf[..],
         in_len,
         flags & bridge::UPCALL_NOINTR != 0,
+        timeout,
     ) {
         Ok(n) => {
             // SAFETY: as above.

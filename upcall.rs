@@ -71,6 +71,36 @@ enum Slept {
     GiveUp(GiveUp),
 }
 
+/// How long a caller waits, and what the end of that wait means. Built by
+/// [`VenusComm::patience`], which holds the rules.
+pub(crate) struct Patience {
+    /// Jiffies left until the timeout; `None`: no timeout (or no longer one).
+    left: Option<Jiffies>,
+    /// Signals blocked while the call waits.
+    block: Option<SignalBlock>,
+    /// At the timeout the block is lifted and the call goes on (the file system's rule, as
+    /// Linux's `coda_waitfor_upcall`); otherwise the call fails with ETIMEDOUT.
+    lift_at_timeout: bool,
+}
+
+impl Patience {
+    /// The timeout ran out: whether the call fails now with ETIMEDOUT. If not, every
+    /// signal the caller had not blocked itself, but the stop signals, now ends the wait,
+    /// and it has no timeout.
+    fn run_out(&mut self) -> bool {
+        self.left = None;
+        if self.lift_at_timeout {
+            // The old block restores the caller's mask before the new one is taken.
+            self.block = None;
+            self.block = Some(SignalBlock::stops());
+            self.lift_at_timeout = false;
+            false
+        } else {
+            true
+        }
+    }
+}
+
 /// A Venus thread asleep until a message is queued.
 #[pin_data]
 struct Sleeper {
@@ -117,6 +147,24 @@ pub(crate) enum GiveUp {
     Timeout,
 }
 
+impl GiveUp {
+    fn errno(self) -> Error {
+        match self {
+            GiveUp::Signal => EINTR,
+            GiveUp::Timeout => ETIMEDOUT,
+        }
+    }
+}
+
+/// Who makes a call, for the rules of its wait ([`VenusComm::patience`]).
+#[derive(Clone, Copy)]
+enum Caller {
+    /// A root process through `/dev/coda_ctl`.
+    Control,
+    /// The kernel's Coda file system, with its `hard` and `timeout` sysctls.
+    Fs { hard: bool, timeout_secs: u32 },
+}
+
 /// One upcall. See the module documentation for who holds references and why.
 #[pin_data]
 pub(crate) struct Upcall {
@@ -126,11 +174,17 @@ pub(crate) struct Upcall {
     out_cap: Option<usize>,
     /// Made by the kernel's Coda file system (see `bridge`), not through the control device.
     from_fs: bool,
+    /// CODA_CLOSE, CODA_STORE, CODA_RELEASE or CODA_ACCESS_INTENT: Venus must see it even
+    /// if its caller stops waiting, or the file's data and Venus's open counts are lost.
+    must_deliver: bool,
     /// The request as Venus will read it; never changed once shared.
     msg: KVec<u8>,
     phase: LockedBy<Phase, CommState>,
     /// A forced unmount of the file system that made the call ends it (with EIO).
     cancelled: LockedBy<bool, CommState>,
+    /// Its caller stopped waiting before Venus read it, and it stays queued for Venus with
+    /// no one to reply to (see [`VenusComm::detach`]).
+    detached: LockedBy<bool, CommState>,
     /// The caller sleeps here.
     #[pin]
     done: CondVar,
@@ -251,7 +305,8 @@ pub(crate) struct CommState {
     /// for more. A new request then wakes no other thread, whose wake-up would cost a
     /// context switch and put Venus on a second CPU for a message the first takes anyway;
     /// its caller wakes one after [`NUDGE`] if none came. Cleared when a reader finds the
-    /// queues empty.
+    /// queues empty, by a reply written with write(2) and by an exchange that reads
+    /// nothing: a thread that answers that way may not come back through the exchange.
     venus_busy: bool,
     /// Venus threads asleep in [`VenusComm::take_waiting`], the last to sleep on top: as
     /// binder's ready threads, the one woken is the one whose cache is warm.
@@ -308,6 +363,16 @@ pub(crate) struct VenusComm {
 
 fn op_index(opcode: u32) -> usize {
     (opcode as usize).min(coda_msg::CODA_PSDEV_NOPS - 1)
+}
+
+/// The opcode a message starts with; 0 (no upcall) for one too short to have it.
+fn opcode_of(msg: &[u8]) -> u32 {
+    msg.get(0..4)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn secs_to_jiffies(secs: u32) -> Jiffies {
+    msecs_to_jiffies(secs.saturating_mul(1000))
 }
 
 fn upcall_size(msg_len: usize) -> u64 {
@@ -478,11 +543,14 @@ impl VenusComm {
             }
         }
         while let Some(up) = st.requests.pop_front() {
-            // Synchronous requests were settled through the table above.
+            // Synchronous requests were settled through the table above; a detached one
+            // was settled when its caller left.
             if up.out_cap.is_none() {
                 st.stats.op[op_index(up.opcode)].aborted += 1;
                 st.stats.mem_bytes -= upcall_size(up.msg.len());
                 st.outstanding -= 1;
+            } else if *up.detached.access(st) {
+                st.stats.mem_bytes -= upcall_size(up.msg.len());
             }
         }
         while st.signals.pop_front().is_some() {}
@@ -501,34 +569,86 @@ impl VenusComm {
     /// Queues an asynchronous upcall, which is freed once Venus has read it. `msg` starts
     /// with a `coda_in_hdr` whose unique is overwritten.
     pub(crate) fn submit_async(&self, msg: KVec<u8>) -> Result<Arc<Upcall>> {
-        self.submit_from(msg, None, false, &mut self.deadline())
-            .map(|(up, _)| up)
+        let mut p = self.patience(opcode_of(&msg), Caller::Control);
+        self.submit_from(msg, None, false, &mut p).map(|(up, _)| up)
     }
 
-    /// An asynchronous upcall of the kernel's Coda file system: as [`Self::submit_async`], but a
-    /// forced unmount ends its wait for room.
+    /// An asynchronous upcall of the kernel's Coda file system: as [`Self::submit_async`],
+    /// but a forced unmount ends its wait for room, and a wait for room has no timeout and
+    /// ends only on SIGKILL (Linux's never waits: it has no bound, and so no way to lose
+    /// the message here).
     pub(crate) fn submit_from_kernel(&self, msg: KVec<u8>) -> Result {
-        self.submit_from(msg, None, true, &mut self.deadline())
-            .map(|_| ())
+        let mut p = self.patience(
+            opcode_of(&msg),
+            Caller::Fs {
+                hard: true,
+                timeout_secs: 0,
+            },
+        );
+        self.submit_from(msg, None, true, &mut p).map(|_| ())
     }
 
-    /// The jiffies a call may wait in all (for room, then for its reply); `None` is forever.
-    fn deadline(&self) -> Option<Jiffies> {
-        match self.config.timeout_secs {
-            0 => None,
-            s => Some(msecs_to_jiffies(s.saturating_mul(1000))),
+    /// The rules of a caller's wait, in one place:
+    ///
+    /// - CODA_CLOSE, CODA_STORE, CODA_RELEASE and CODA_ACCESS_INTENT, and every call of a
+    ///   hard mount (or with `hard` set), block every signal but SIGKILL.
+    /// - The file system's calls never fail by themselves: a hard one, CODA_CLOSE and the
+    ///   like wait for Venus's reply, Venus closing the device, `umount -f` or SIGKILL; the
+    ///   others let only SIGINT and SIGKILL through until `/proc/sys/coda/timeout` runs
+    ///   out, then every signal but the stop signals (Linux's `coda_waitfor_upcall` lets
+    ///   every signal through then, and SIGSTOP at any time).
+    /// - A stop signal (SIGSTOP, Ctrl-Z's SIGTSTP, SIGTTIN, SIGTTOU) never ends a call: the
+    ///   process stops once the call is done (with Linux's coda, SIGSTOP fails the call
+    ///   with EINTR).
+    /// - The control device's calls fail with ETIMEDOUT after the module's `timeout` (0:
+    ///   never), as its callers (tests, benchmarks, tools) expect a bounded wait; the others
+    ///   take any signal.
+    ///
+    /// Whatever ends the wait, a CODA_CLOSE (and the like) that Venus has not read yet
+    /// stays queued for it ([`Self::detach`]).
+    fn patience(&self, opcode: u32, caller: Caller) -> Patience {
+        let blocks_all = self.config.hard
+            || matches!(caller, Caller::Fs { hard: true, .. })
+            || coda_msg::is_uninterruptible(opcode);
+        match caller {
+            Caller::Fs { timeout_secs, .. } if !blocks_all => Patience {
+                left: Some(secs_to_jiffies(timeout_secs)),
+                block: Some(SignalBlock::all_but_sigint()),
+                lift_at_timeout: true,
+            },
+            Caller::Fs { .. } => Patience {
+                left: None,
+                block: Some(SignalBlock::new()),
+                lift_at_timeout: false,
+            },
+            Caller::Control => Patience {
+                left: match self.config.timeout_secs {
+                    0 => None,
+                    s => Some(secs_to_jiffies(s)),
+                },
+                block: blocks_all.then(SignalBlock::new),
+                lift_at_timeout: false,
+            },
         }
     }
 
-    /// One sleep on `cv` of at most `left`, which is reduced by the time slept, and at most
-    /// `cap`.
+    /// One sleep on `cv` of at most the patience left, which is reduced by the time slept,
+    /// and at most `cap`.
     fn sleep(
         cv: &CondVar,
         g: &mut MutexGuard<'_, CommState>,
-        left: &mut Option<Jiffies>,
+        p: &mut Patience,
         cap: Option<Jiffies>,
     ) -> Slept {
-        let limit = match (*left, cap) {
+        if p.left == Some(0) {
+            // A timeout of 0 jiffies: it runs out before the first sleep.
+            return if p.run_out() {
+                Slept::GiveUp(GiveUp::Timeout)
+            } else {
+                Slept::Woken
+            };
+        }
+        let limit = match (p.left, cap) {
             (Some(l), Some(c)) => Some(l.min(c)),
             (l, c) => l.or(c),
         };
@@ -543,10 +663,14 @@ impl VenusComm {
             CondVarTimeoutResult::Signal { jiffies } => (jiffies, Slept::GiveUp(GiveUp::Signal)),
             CondVarTimeoutResult::Timeout => (0, Slept::Capped),
         };
-        if let Some(l) = left.as_mut() {
+        if let Some(l) = p.left.as_mut() {
             let l_rest = l.saturating_sub(j - rest.min(j));
             if l_rest == 0 && matches!(slept, Slept::Capped) {
-                return Slept::GiveUp(GiveUp::Timeout);
+                return if p.run_out() {
+                    Slept::GiveUp(GiveUp::Timeout)
+                } else {
+                    Slept::Woken
+                };
             }
             *l = l_rest.max(1);
         }
@@ -558,7 +682,7 @@ impl VenusComm {
         msg: KVec<u8>,
         out_cap: Option<usize>,
         from_fs: bool,
-        left: &mut Option<Jiffies>,
+        p: &mut Patience,
     ) -> Result<(Arc<Upcall>, bool)> {
         if msg.len() < coda_msg::IN_HDR_SIZE || msg.len() > coda_msg::VC_MAXMSGSIZE {
             return Err(EINVAL);
@@ -567,7 +691,7 @@ impl VenusComm {
         {
             return Err(EINVAL);
         }
-        let opcode = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+        let opcode = opcode_of(&msg);
         if !coda_msg::is_upcall(opcode) {
             return Err(EINVAL);
         }
@@ -578,40 +702,17 @@ impl VenusComm {
                 opcode,
                 out_cap,
                 from_fs,
+                must_deliver: coda_msg::is_uninterruptible(*opcode),
                 msg,
                 phase: LockedBy::new(&self.state, Phase::Queued),
                 cancelled: LockedBy::new(&self.state, false),
+                detached: LockedBy::new(&self.state, false),
                 done <- new_condvar!("Upcall::done"),
             }),
             GFP_KERNEL,
         )?;
         let mut g = self.lock();
-        let aborts = g.fs_aborts;
-        loop {
-            if !g.open {
-                return Err(ENODEV);
-            }
-            if from_fs && g.fs_aborts != aborts {
-                return Err(EIO);
-            }
-            if g.occupied < self.config.max_outstanding {
-                break;
-            }
-            // `call` has blocked ordinary signals where they must not interrupt.
-            g.room_waiters += 1;
-            let slept = Self::sleep(&self.room, &mut g, left, None);
-            g.room_waiters -= 1;
-            if let Slept::GiveUp(why) = slept {
-                // We may have taken a wake-up meant for room that is there now: pass it on.
-                if g.occupied < self.config.max_outstanding {
-                    self.room.notify_one();
-                }
-                return Err(match why {
-                    GiveUp::Signal => EINTR,
-                    GiveUp::Timeout => ETIMEDOUT,
-                });
-            }
-        }
+        self.wait_for_room(&mut g, from_fs, p)?;
         let unique = loop {
             let u = g.next_unique;
             g.next_unique = u.wrapping_add(1);
@@ -657,26 +758,56 @@ impl VenusComm {
         Ok((up, !wake))
     }
 
-    /// Makes an upcall and waits for Venus's reply, which it returns (exactly the bytes
-    /// Venus wrote). Fails with ENODEV when Venus is away or closes the device, EINTR on a
-    /// signal (only SIGKILL for CODA_CLOSE, CODA_STORE, CODA_RELEASE, CODA_ACCESS_INTENT or
-    /// when `hard` is set), ETIMEDOUT when the timeout runs out, EIO when the reply did not
-    /// fit `out_cap`.
-    pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
-        self.call_from(msg, out_cap, false, false)
+    /// Waits until the device has room for one more message under the bound.
+    fn wait_for_room(
+        &self,
+        g: &mut MutexGuard<'_, CommState>,
+        from_fs: bool,
+        p: &mut Patience,
+    ) -> Result {
+        let aborts = g.fs_aborts;
+        loop {
+            if !g.open {
+                return Err(ENODEV);
+            }
+            if from_fs && g.fs_aborts != aborts {
+                return Err(EIO);
+            }
+            if g.occupied < self.config.max_outstanding {
+                return Ok(());
+            }
+            g.room_waiters += 1;
+            let slept = Self::sleep(&self.room, g, p, None);
+            g.room_waiters -= 1;
+            if let Slept::GiveUp(why) = slept {
+                // We may have taken a wake-up meant for room that is there now: pass it on.
+                if g.occupied < self.config.max_outstanding {
+                    self.room.notify_one();
+                }
+                return Err(why.errno());
+            }
+        }
     }
 
-    /// [`Self::call`] for the kernel's Coda file system, which may ask for an
-    /// uninterruptible wait (`nointr`, its `hard` sysctl) for any opcode: as Linux's
-    /// `coda_hard`, such a call waits for its reply without a timeout. A forced unmount ends
-    /// the file system's calls ([`Self::abort_fs_calls`]).
+    /// Makes an upcall from the control device and waits for Venus's reply, which it
+    /// returns (exactly the bytes Venus wrote). Fails with ENODEV when Venus is away or
+    /// closes the device, EINTR on a signal, ETIMEDOUT when the module's timeout runs out,
+    /// EIO when the reply did not fit `out_cap`; see [`Self::patience`].
+    pub(crate) fn call(&self, msg: KVec<u8>, out_cap: usize) -> Result<Reply> {
+        self.call_from(msg, out_cap, false, Caller::Control)
+    }
+
+    /// [`Self::call`] for the kernel's Coda file system, with its `hard` and `timeout`
+    /// sysctls: such a call never times out. A forced unmount ends the file system's calls
+    /// ([`Self::abort_fs_calls`]).
     pub(crate) fn call_from_kernel(
         &self,
         msg: KVec<u8>,
         out_cap: usize,
-        nointr: bool,
+        hard: bool,
+        timeout_secs: u32,
     ) -> Result<Reply> {
-        self.call_from(msg, out_cap, true, nointr)
+        self.call_from(msg, out_cap, true, Caller::Fs { hard, timeout_secs })
     }
 
     fn call_from(
@@ -684,39 +815,20 @@ impl VenusComm {
         msg: KVec<u8>,
         out_cap: usize,
         from_fs: bool,
-        nointr: bool,
+        caller: Caller,
     ) -> Result<Reply> {
-        let opcode = msg
-            .get(0..4)
-            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-        let interruptible = !nointr && !self.config.hard && !coda_msg::is_uninterruptible(opcode);
-        // Blocks signals around both the wait for room and the wait for the reply: all but
-        // SIGKILL where the call must not be interrupted; for the file system's other calls
-        // all but SIGINT too, as Linux's coda (a shell's SIGCHLD must not fail its open).
-        let _block = if !interruptible {
-            Some(SignalBlock::new())
-        } else if from_fs {
-            Some(SignalBlock::all_but_sigint())
-        } else {
-            None
-        };
-        let mut left = if nointr { None } else { self.deadline() };
-        let (up, nudge) = self.submit_from(msg, Some(out_cap), from_fs, &mut left)?;
-        self.wait_for(&up, left, nudge).map(|bytes| Reply {
+        let mut p = self.patience(opcode_of(&msg), caller);
+        let (up, nudge) = self.submit_from(msg, Some(out_cap), from_fs, &mut p)?;
+        self.wait_for(&up, &mut p, nudge).map(|bytes| Reply {
             unique: up.unique,
             bytes,
         })
     }
 
-    /// Sleeps until `up` has an outcome, giving up on a signal or when `left` runs out. With
-    /// `nudge` its submission woke no Venus thread: if none has taken it after [`NUDGE`],
-    /// the caller wakes one.
-    fn wait_for(
-        &self,
-        up: &Arc<Upcall>,
-        mut left: Option<Jiffies>,
-        mut nudge: bool,
-    ) -> Result<KVec<u8>> {
+    /// Sleeps until `up` has an outcome, giving up on a signal or a timeout as `p` says.
+    /// With `nudge` its submission woke no Venus thread: if none has taken it after
+    /// [`NUDGE`], the caller wakes one.
+    fn wait_for(&self, up: &Arc<Upcall>, p: &mut Patience, mut nudge: bool) -> Result<KVec<u8>> {
         let mut g = self.lock();
         loop {
             if let Some(r) = Self::outcome(&mut g, up) {
@@ -729,7 +841,7 @@ impl VenusComm {
             }
             // Capped until the nudge is due: an early wake-up may be spurious.
             nudge &= matches!(up.phase.access(&g), Phase::Queued);
-            let why = match Self::sleep(&up.done, &mut g, &mut left, nudge.then_some(NUDGE)) {
+            let why = match Self::sleep(&up.done, &mut g, p, nudge.then_some(NUDGE)) {
                 Slept::Woken => continue,
                 Slept::Capped => {
                     nudge = false;
@@ -748,10 +860,7 @@ impl VenusComm {
                 return r;
             }
             self.give_up(&mut g, up, why);
-            return Err(match why {
-                GiveUp::Signal => EINTR,
-                GiveUp::Timeout => ETIMEDOUT,
-            });
+            return Err(why.errno());
         }
     }
 
@@ -767,10 +876,15 @@ impl VenusComm {
         }
     }
 
-    /// The caller of `up` stops waiting: before Venus read the request it is dequeued,
-    /// after it Venus is sent CODA_SIGNAL for it. Used by [`Self::wait`], and by tests.
+    /// The caller of `up` stops waiting: before Venus read the request it is dequeued (or,
+    /// for a message Venus must see, detached), after it Venus is sent CODA_SIGNAL for it.
+    /// Used by [`Self::wait_for`], and by tests.
     pub(crate) fn give_up(&self, g: &mut MutexGuard<'_, CommState>, up: &Arc<Upcall>, why: GiveUp) {
         let st = &mut **g;
+        if up.must_deliver && matches!(up.phase.access(st), Phase::Queued) {
+            Self::detach(st, up, why);
+            return;
+        }
         let phase = core::mem::replace(up.phase.access_mut(st), Phase::Failed(EINTR));
         let ops = &mut st.stats.op[op_index(up.opcode)];
         match (why, &phase) {
@@ -780,17 +894,22 @@ impl VenusComm {
             (GiveUp::Signal, Phase::Reading) => {}
             (GiveUp::Signal, _) => ops.intr_before_read += 1,
         }
-        if matches!(phase, Phase::Reading) {
+        let reading = matches!(phase, Phase::Reading);
+        if reading {
             *up.phase.access_mut(st) = Phase::GaveUpReading(why);
         }
         st.unlist(up);
         // A signal during the copy to Venus is counted, and the call stops being
         // outstanding, once the copy's end tells which counter it goes to: so every
         // snapshot of the statistics balances.
-        if !(why == GiveUp::Signal && matches!(phase, Phase::Reading)) {
+        if !(why == GiveUp::Signal && reading) {
             st.outstanding -= 1;
         }
-        st.stats.mem_bytes -= upcall_size(up.msg.len());
+        // A message Venus must see keeps its memory until the copy's end says whether it
+        // goes back to the queue.
+        if !(reading && up.must_deliver) {
+            st.stats.mem_bytes -= upcall_size(up.msg.len());
+        }
         match phase {
             Phase::Queued => {
                 if st.requests.remove_first(|u| Arc::ptr_eq(u, up)).is_some() {
@@ -808,6 +927,24 @@ impl VenusComm {
             Phase::Replied(_) | Phase::Failed(_) | Phase::GaveUpReading(_) => {}
         }
         g.update_gauges();
+    }
+
+    /// The caller of a queued CODA_CLOSE, CODA_STORE, CODA_RELEASE or CODA_ACCESS_INTENT
+    /// stops waiting (SIGKILL, `umount -f`): the call ends, but the message stays queued
+    /// for Venus as an asynchronous one, so that Venus still stores the file and keeps its
+    /// open counts right; its reply, with no caller left, gets ESRCH. It keeps its unit of
+    /// the bound and its memory until Venus reads it. Linux's coda dequeues it and Venus
+    /// never hears of the close.
+    fn detach(st: &mut CommState, up: &Arc<Upcall>, why: GiveUp) {
+        st.unlist(up);
+        *up.detached.access_mut(st) = true;
+        let ops = &mut st.stats.op[op_index(up.opcode)];
+        match why {
+            GiveUp::Timeout => ops.timeouts += 1,
+            GiveUp::Signal => ops.intr_before_read += 1,
+        }
+        st.outstanding -= 1;
+        st.update_gauges();
     }
 
     /// Gives the bytes Venus gets for a taken message to `f` (which copies them to Venus)
@@ -842,6 +979,20 @@ impl VenusComm {
             let _ = st.signals.push_front(t.upcall);
         } else if matches!(t.upcall.phase.access(st), Phase::Reading) {
             *t.upcall.phase.access_mut(st) = Phase::Queued;
+            let _ = st.requests.push_front(t.upcall);
+        } else if t.upcall.must_deliver {
+            // The caller gave up during a copy that failed, and Venus must still see the
+            // message: it goes back detached. A signal is counted now, as when the copy
+            // succeeds; the unit and the memory stay with it.
+            if matches!(
+                t.upcall.phase.access(st),
+                Phase::GaveUpReading(GiveUp::Signal)
+            ) {
+                st.stats.op[op_index(t.upcall.opcode)].intr_before_read += 1;
+                st.outstanding -= 1;
+            }
+            *t.upcall.phase.access_mut(st) = Phase::Queued;
+            *t.upcall.detached.access_mut(st) = true;
             let _ = st.requests.push_front(t.upcall);
         } else {
             // The caller gave up during the copy: the message leaves the device.
@@ -909,7 +1060,11 @@ impl VenusComm {
             let len = up.msg.len();
             st.stats.op[op].bytes_in += len as u64;
             let reading = matches!(up.phase.access(st), Phase::Reading);
-            if reading && up.out_cap.is_none() {
+            if reading && *up.detached.access(st) {
+                // Its caller's outcome was counted when it was detached.
+                st.stats.mem_bytes -= upcall_size(len);
+                st.release_unit(self);
+            } else if reading && up.out_cap.is_none() {
                 st.stats.op[op].async_read += 1;
                 st.outstanding -= 1;
                 st.stats.mem_bytes -= upcall_size(len);
@@ -923,6 +1078,9 @@ impl VenusComm {
                 if matches!(up.phase.access(st), Phase::GaveUpReading(GiveUp::Signal)) {
                     st.stats.op[op].intr_after_read += 1;
                     st.outstanding -= 1;
+                }
+                if up.must_deliver {
+                    st.stats.mem_bytes -= upcall_size(len);
                 }
                 let _ = st.signals.push_back(up);
                 self.wake_reader(st);
@@ -953,9 +1111,16 @@ impl VenusComm {
         Ok(PendingReply { upcall: up })
     }
 
-    /// Hands the reply to its caller. ESRCH if the caller gave up meanwhile.
-    pub(crate) fn reply_commit(&self, r: PendingReply, bytes: KVec<u8>) -> Result {
+    /// Hands the reply to its caller. ESRCH if the caller gave up meanwhile. `by_write`:
+    /// Venus wrote it with write(2), not through the exchange.
+    pub(crate) fn reply_commit(&self, r: PendingReply, bytes: KVec<u8>, by_write: bool) -> Result {
         let mut g = self.lock();
+        if by_write && g.venus_busy {
+            // A thread that answers with write(2) may not come back through the exchange:
+            // count on none, so that the next request wakes a sleeper rather than waiting
+            // for its caller's nudge.
+            self.pass_on(&mut g);
+        }
         let st = &mut *g;
         let up = r.upcall;
         if !matches!(up.phase.access(st), Phase::Read) {
@@ -1011,6 +1176,15 @@ impl VenusComm {
         g.stats.downcalls += 1;
         g.stats.downcall_by_op[op_index(opcode)] += 1;
         g.stats.downcalls_dropped += dropped;
+    }
+
+    /// A Venus thread's exchange wrote replies and reads nothing: it is not coming back for
+    /// messages now, so no thread is counted on (see [`CommState::venus_busy`]).
+    pub(crate) fn exchange_without_read(&self) {
+        let mut g = self.lock();
+        if g.venus_busy {
+            self.pass_on(&mut g);
+        }
     }
 
     pub(crate) fn count_bad_write(&self) {
@@ -1122,9 +1296,15 @@ mod tests {
         max_outstanding: 8,
     };
 
+    /// A control-device caller's patience for a STATFS.
+    fn ctl_patience(comm: &VenusComm) -> Patience {
+        comm.patience(coda_msg::CODA_STATFS, Caller::Control)
+    }
+
     /// Queues an upcall as a caller would before [`VenusComm::wait_for`].
     fn submit(comm: &VenusComm, msg: KVec<u8>, out_cap: Option<usize>) -> Result<Arc<Upcall>> {
-        comm.submit_from(msg, out_cap, false, &mut comm.deadline())
+        let mut p = comm.patience(opcode_of(&msg), Caller::Control);
+        comm.submit_from(msg, out_cap, false, &mut p)
             .map(|(up, _)| up)
     }
 
@@ -1161,7 +1341,7 @@ mod tests {
         let mut bytes = KVec::from_elem(tag, len, GFP_KERNEL)?;
         bytes[0..4].copy_from_slice(&coda_msg::CODA_STATFS.to_ne_bytes());
         bytes[4..8].copy_from_slice(&unique.to_ne_bytes());
-        comm.reply_commit(p, bytes)
+        comm.reply_commit(p, bytes, true)
     }
 
     fn stats(comm: &VenusComm) -> Result<KBox<PsdevStats>> {
@@ -1267,21 +1447,28 @@ mod tests {
     #[test]
     fn forced_unmount_ends_fs_calls() -> Result {
         let comm = open_comm(CFG)?;
-        let mut left = comm.deadline();
+        let mut left = ctl_patience(&comm);
         let (fs_read, _) = comm.submit_from(request(1)?, Some(64), true, &mut left)?;
         let ctl = submit(&comm, request(2)?, Some(64))?;
         assert_eq!(venus_read(&comm)?, Some((false, fs_read.unique, 1)));
         let (fs_queued, _) = comm.submit_from(request(3)?, Some(64), true, &mut left)?;
         comm.abort_fs_calls();
         // The file system's calls end with EIO; Venus hears of the one it read.
-        assert!(matches!(comm.wait_for(&fs_read, comm.deadline(), false), Err(e) if e == EIO));
-        assert!(matches!(comm.wait_for(&fs_queued, comm.deadline(), false), Err(e) if e == EIO));
+        assert!(
+            matches!(comm.wait_for(&fs_read, &mut ctl_patience(&comm), false), Err(e) if e == EIO)
+        );
+        assert!(
+            matches!(comm.wait_for(&fs_queued, &mut ctl_patience(&comm), false), Err(e) if e == EIO)
+        );
         assert_eq!(venus_read(&comm)?, Some((true, fs_read.unique, 0)));
         // The control device's call is untouched and still gets its reply.
         assert_eq!(venus_read(&comm)?, Some((false, ctl.unique, 2)));
         assert_eq!(venus_read(&comm)?, None);
         venus_reply(&comm, ctl.unique, 16, 0xcc)?;
-        assert_eq!(comm.wait_for(&ctl, comm.deadline(), false)?.len(), 16);
+        assert_eq!(
+            comm.wait_for(&ctl, &mut ctl_patience(&comm), false)?.len(),
+            16
+        );
         let st = stats(&comm)?;
         assert_eq!(st.outstanding, 0);
         assert_eq!(st.pending, 0);
@@ -1299,8 +1486,8 @@ mod tests {
         // Out of order, and B shorter than its room: each caller gets its own bytes.
         venus_reply(&comm, b.unique, 20, 0xbb)?;
         venus_reply(&comm, a.unique, 64, 0xaa)?;
-        let ra = comm.wait_for(&a, comm.deadline(), false)?;
-        let rb = comm.wait_for(&b, comm.deadline(), false)?;
+        let ra = comm.wait_for(&a, &mut ctl_patience(&comm), false)?;
+        let rb = comm.wait_for(&b, &mut ctl_patience(&comm), false)?;
         assert_eq!((ra.len(), ra[63]), (64, 0xaa));
         assert_eq!((rb.len(), rb[19]), (20, 0xbb));
         // A second reply to the same unique finds nobody.
@@ -1315,7 +1502,7 @@ mod tests {
         let a = submit(&comm, request(1)?, Some(16))?;
         venus_read(&comm)?;
         assert!(matches!(venus_reply(&comm, a.unique, 17, 0), Err(e) if e == EINVAL));
-        assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == EIO));
+        assert!(matches!(comm.wait_for(&a, &mut ctl_patience(&comm), false), Err(e) if e == EIO));
         comm.venus_close();
         Ok(())
     }
@@ -1328,7 +1515,9 @@ mod tests {
         })?;
         let a = submit(&comm, request(1)?, Some(64))?;
         venus_read(&comm)?;
-        assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == ETIMEDOUT));
+        assert!(
+            matches!(comm.wait_for(&a, &mut ctl_patience(&comm), false), Err(e) if e == ETIMEDOUT)
+        );
         // Venus had read it, so it hears of the timeout.
         assert_eq!(venus_read(&comm)?, Some((true, a.unique, 0)));
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].timeouts, 1);
@@ -1343,8 +1532,12 @@ mod tests {
         let b = submit(&comm, request(2)?, Some(64))?;
         venus_read(&comm)?;
         comm.venus_close();
-        assert!(matches!(comm.wait_for(&a, comm.deadline(), false), Err(e) if e == ENODEV));
-        assert!(matches!(comm.wait_for(&b, comm.deadline(), false), Err(e) if e == ENODEV));
+        assert!(
+            matches!(comm.wait_for(&a, &mut ctl_patience(&comm), false), Err(e) if e == ENODEV)
+        );
+        assert!(
+            matches!(comm.wait_for(&b, &mut ctl_patience(&comm), false), Err(e) if e == ENODEV)
+        );
         assert!(matches!(submit(&comm, request(3)?, Some(64)), Err(e) if e == ENODEV));
         let st = stats(&comm)?;
         assert_eq!(
@@ -1377,7 +1570,7 @@ mod tests {
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls, 2);
         venus_read(&comm)?;
         venus_reply(&comm, a.unique, 12, 0)?;
-        comm.wait_for(&a, comm.deadline(), false)?;
+        comm.wait_for(&a, &mut ctl_patience(&comm), false)?;
         let mut waited = 0;
         while stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls < 3 && waited < 50 {
             fsleep(Delta::from_millis(100));
@@ -1386,6 +1579,116 @@ mod tests {
         assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].calls, 3);
         // Closing releases the worker's call with ENODEV.
         comm.venus_close();
+        Ok(())
+    }
+
+    /// A request of `opcode` with a one-byte body `tag`.
+    fn request_op(opcode: u32, tag: u8) -> Result<KVec<u8>> {
+        let mut m = request(tag)?;
+        m[0..4].copy_from_slice(&opcode.to_ne_bytes());
+        Ok(m)
+    }
+
+    #[test]
+    fn fs_calls_never_time_out() -> Result {
+        let comm = open_comm(Config {
+            timeout_secs: 1,
+            ..CFG
+        })?;
+        // No file-system call has a deadline: the file system's timeout only lets
+        // signals through.
+        let fs = Caller::Fs {
+            hard: false,
+            timeout_secs: 1,
+        };
+        let close = comm.patience(coda_msg::CODA_CLOSE, fs);
+        assert!(close.left.is_none() && !close.lift_at_timeout && close.block.is_some());
+        drop(close);
+        let mut p = comm.patience(coda_msg::CODA_STATFS, fs);
+        assert!(p.lift_at_timeout && p.block.is_some());
+        let (a, _) = comm.submit_from(request(1)?, Some(64), true, &mut p)?;
+        // Venus answers after three times a shorter timeout, to keep the test quick.
+        p.left = Some(msecs_to_jiffies(100));
+        let c2 = comm.clone();
+        let unique = a.unique;
+        kernel::workqueue::system().try_spawn(GFP_KERNEL, move || {
+            fsleep(Delta::from_millis(300));
+            if venus_read(&c2).is_ok() {
+                let _ = venus_reply(&c2, unique, 16, 0xaa);
+            }
+        })?;
+        assert_eq!(comm.wait_for(&a, &mut p, false)?.len(), 16);
+        assert!(p.block.is_some() && !p.lift_at_timeout && p.left.is_none());
+        assert_eq!(stats(&comm)?.op[coda_msg::CODA_STATFS as usize].timeouts, 0);
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn close_outlives_its_caller() -> Result {
+        let comm = open_comm(CFG)?;
+        let close = submit(&comm, request_op(coda_msg::CODA_CLOSE, 7)?, Some(64))?;
+        let statfs = submit(&comm, request(8)?, Some(64))?;
+        // Both callers are killed before Venus reads: the STATFS is gone, the CLOSE is not.
+        comm.give_up(&mut comm.lock(), &close, GiveUp::Signal);
+        comm.give_up(&mut comm.lock(), &statfs, GiveUp::Signal);
+        let st = stats(&comm)?;
+        assert_eq!((st.outstanding, st.pending), (0, 1));
+        assert_eq!(venus_read(&comm)?, Some((false, close.unique, 7)));
+        assert_eq!(venus_read(&comm)?, None);
+        // No one waits for the reply.
+        assert!(matches!(venus_reply(&comm, close.unique, 12, 0), Err(e) if e == ESRCH));
+        let st = stats(&comm)?;
+        assert_eq!(st.op[coda_msg::CODA_CLOSE as usize].intr_before_read, 1);
+        assert_eq!(
+            (st.outstanding, st.pending, st.processing, st.mem_bytes),
+            (0, 0, 0, 0)
+        );
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn timed_out_close_still_reaches_venus() -> Result {
+        let comm = open_comm(Config {
+            timeout_secs: 1,
+            ..CFG
+        })?;
+        let close = submit(&comm, request_op(coda_msg::CODA_CLOSE, 9)?, Some(64))?;
+        let mut p = comm.patience(coda_msg::CODA_CLOSE, Caller::Control);
+        assert!(matches!(comm.wait_for(&close, &mut p, false), Err(e) if e == ETIMEDOUT));
+        drop(p);
+        assert_eq!(venus_read(&comm)?, Some((false, close.unique, 9)));
+        let st = stats(&comm)?;
+        assert_eq!(st.op[coda_msg::CODA_CLOSE as usize].timeouts, 1);
+        assert_eq!((st.outstanding, st.pending, st.mem_bytes), (0, 0, 0));
+        comm.venus_close();
+        Ok(())
+    }
+
+    #[test]
+    fn venus_busy_means_a_thread_comes_back() -> Result {
+        for by_write in [false, true] {
+            let comm = open_comm(CFG)?;
+            let a = submit(&comm, request(1)?, Some(64))?;
+            // An exchange takes the only message, then looks for more.
+            let t = comm.take_waiting(coda_msg::VC_MAXMSGSIZE, true, true)?;
+            comm.settle(&mut [Some(t)], 1);
+            let mut batch: [Option<Taken>; 4] = [const { None }; 4];
+            assert_eq!(comm.take_batch(&mut batch, |_| true), 0);
+            assert!(comm.lock().venus_busy);
+            let p = comm.reply_begin(a.unique, 12)?;
+            let mut bytes = KVec::from_elem(0u8, 12, GFP_KERNEL)?;
+            bytes[0..4].copy_from_slice(&coda_msg::CODA_STATFS.to_ne_bytes());
+            comm.reply_commit(p, bytes, by_write)?;
+            // Answered through the exchange, the thread is counted on to come back; with
+            // write(2) it is not, and the next request wakes a sleeper.
+            assert_eq!(comm.lock().venus_busy, !by_write);
+            let b = submit(&comm, request(2)?, Some(64))?;
+            assert_eq!(stats(&comm)?.wakes_skipped, u64::from(!by_write));
+            comm.give_up(&mut comm.lock(), &b, GiveUp::Signal);
+            comm.venus_close();
+        }
         Ok(())
     }
 }
