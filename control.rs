@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The control device `/dev/coda_ctl`: no file system sits on this module yet, so a root
-//! process makes upcalls through it exactly as a file-system caller would (same signal,
-//! timeout and close behaviour), and reads the downcalls Venus wrote.
+//! The control device `/dev/coda_ctl`: a root process makes upcalls through it as the
+//! kernel's Coda file system does (the same queue, CODA_SIGNAL and close behaviour; the
+//! signal and timeout rules are in `VenusComm::patience`), and reads the downcalls Venus
+//! wrote. The tests and the benchmarks drive the engine through it.
 
 use kernel::fs::file;
 use kernel::fs::File;
@@ -166,23 +167,40 @@ impl ControlFile {
     }
 
     fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
-        let hdr_len = core::mem::size_of::<CtlDowncall>();
+        let d = self.take_downcall(file, out.len())?;
+        let hdr = CtlDowncall {
+            minor: d.minor,
+            len: d.msg.len() as u32,
+        };
+        // Copied with no lock held: a reader whose buffer faults slowly (userfaultfd, a
+        // file on a slow mount) must not hold up Venus's downcalls, which take this
+        // listener's lock to queue for it.
+        match out
+            .write_slice(hdr.as_bytes())
+            .and_then(|()| out.write_slice(&d.msg))
+        {
+            Ok(()) => Ok(core::mem::size_of::<CtlDowncall>() + d.msg.len()),
+            Err(e) => {
+                // A fault leaves the record first in line.
+                let mut q = self.listener.queue.lock();
+                q.reserve(1, GFP_KERNEL)?;
+                q.insert_within_capacity(0, d).map_err(|_| ENOMEM)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the oldest downcall if a buffer of `room` bytes can hold it, waiting for one
+    /// as a blocking read does: EAGAIN with O_NONBLOCK, ERESTARTSYS on a signal, EMSGSIZE
+    /// (the record stays queued) when it does not fit.
+    fn take_downcall(&self, file: &File, room: usize) -> Result<Downcall> {
         let mut q = self.listener.queue.lock();
         loop {
             if let Some(d) = q.first() {
-                let total = hdr_len + d.msg.len();
-                if out.len() < total {
+                if room < core::mem::size_of::<CtlDowncall>() + d.msg.len() {
                     return Err(EMSGSIZE);
                 }
-                let hdr = CtlDowncall {
-                    minor: d.minor,
-                    len: d.msg.len() as u32,
-                };
-                // Faults leave the record queued; the queue lock is ours alone to contend.
-                out.write_slice(hdr.as_bytes())?;
-                out.write_slice(&d.msg)?;
-                q.remove(0).map_err(|_| EINVAL)?;
-                return Ok(total);
+                return q.remove(0).map_err(|_| EINVAL);
             }
             if file.flags() & file::flags::O_NONBLOCK != 0 {
                 return Err(EAGAIN);

@@ -423,3 +423,141 @@ pub const SYS_POLLS: [i64; 5] = [
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
 ];
+
+/// One page of anonymous memory registered with userfaultfd for missing pages: the first
+/// access to it, the kernel's own copies included, blocks until [`UffdPage::resolve`]
+/// maps it (a copy that stalls as long as the test wants).
+pub struct UffdPage {
+    uffd: std::os::fd::OwnedFd,
+    base: NonNull<libc::c_void>,
+    page: usize,
+}
+
+// SAFETY: the mapping is only touched through `&self` methods that copy out of it after
+// the faulting system call returned, and the fd is an ordinary file descriptor.
+unsafe impl Send for UffdPage {}
+// SAFETY: as above.
+unsafe impl Sync for UffdPage {}
+
+impl UffdPage {
+    pub fn new() -> Result<Self, Errno> {
+        use linux_raw_sys::general::uffdio_api;
+        use linux_raw_sys::general::uffdio_range;
+        use linux_raw_sys::general::uffdio_register;
+        use rustix::mm::UserfaultfdFlags;
+        use std::os::fd::AsFd;
+        // SAFETY: creates a new descriptor; nothing of ours is registered with it yet.
+        let uffd = unsafe {
+            rustix::mm::userfaultfd(UserfaultfdFlags::CLOEXEC | UserfaultfdFlags::NONBLOCK)
+        }
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        let mut api = uffdio_api {
+            api: linux_raw_sys::general::UFFD_API as u64,
+            features: 0,
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_API reads and writes a `struct uffdio_api`, which `api` is.
+        unsafe { ioctl_raw(uffd.as_fd(), linux_raw_sys::ioctl::UFFDIO_API, &mut api) }?;
+        let page = rustix::param::page_size();
+        let len = NonZeroUsize::new(page).ok_or(Errno::EINVAL)?;
+        // SAFETY: a fresh anonymous private mapping aliases nothing.
+        let base = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }?;
+        let this = Self { uffd, base, page };
+        let mut reg = uffdio_register {
+            range: uffdio_range {
+                start: base.as_ptr() as u64,
+                len: page as u64,
+            },
+            mode: linux_raw_sys::general::UFFDIO_REGISTER_MODE_MISSING as u64,
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_REGISTER reads and writes a `struct uffdio_register`; the range
+        // is our own fresh mapping.
+        unsafe {
+            ioctl_raw(
+                this.uffd.as_fd(),
+                linux_raw_sys::ioctl::UFFDIO_REGISTER,
+                &mut reg,
+            )
+        }?;
+        Ok(this)
+    }
+
+    pub fn addr(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+
+    /// Waits until something faults on the page.
+    pub fn wait_fault(&self, within: Duration) -> Result<(), String> {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.uffd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = u16::try_from(within.as_millis()).unwrap_or(u16::MAX);
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(1) => {}
+            Ok(_) => return Err(format!("no fault on the page within {within:?}")),
+            Err(e) => return Err(format!("poll on the userfaultfd: {e}")),
+        }
+        let mut msg = [0u8; std::mem::size_of::<linux_raw_sys::general::uffd_msg>()];
+        let n = nix::unistd::read(self.uffd.as_fd(), &mut msg)
+            .map_err(|e| format!("read of the userfaultfd: {e}"))?;
+        if n != msg.len() || u32::from(msg[0]) != linux_raw_sys::general::UFFD_EVENT_PAGEFAULT {
+            return Err(format!("unexpected userfaultfd event {msg:?}"));
+        }
+        Ok(())
+    }
+
+    /// Maps a zero page there: the stalled access goes on.
+    pub fn resolve(&self) -> Result<(), Errno> {
+        use std::os::fd::AsFd;
+        let mut z = linux_raw_sys::general::uffdio_zeropage {
+            range: linux_raw_sys::general::uffdio_range {
+                start: self.addr() as u64,
+                len: self.page as u64,
+            },
+            mode: 0,
+            zeropage: 0,
+        };
+        // SAFETY: UFFDIO_ZEROPAGE reads and writes a `struct uffdio_zeropage`; the range
+        // is ours and registered.
+        unsafe {
+            ioctl_raw(
+                self.uffd.as_fd(),
+                linux_raw_sys::ioctl::UFFDIO_ZEROPAGE,
+                &mut z,
+            )
+        }
+        .map(drop)
+    }
+
+    /// `read(2)` of `fd` into the page.
+    pub fn read_from(&self, fd: BorrowedFd<'_>) -> Result<usize, Errno> {
+        // SAFETY: the page is ours, writable, and no Rust reference points into it.
+        Errno::result(unsafe { libc::read(fd.as_raw_fd(), self.base.as_ptr(), self.page) })
+            .map(|n| n as usize)
+    }
+
+    /// The first `n` bytes of the page, once the read that filled it has returned.
+    pub fn contents(&self, n: usize) -> Vec<u8> {
+        // SAFETY: the page is mapped and readable; the kernel wrote it only during a
+        // system call that has returned.
+        let p = unsafe { std::slice::from_raw_parts(self.base.as_ptr().cast::<u8>(), self.page) };
+        p[..n.min(self.page)].to_vec()
+    }
+}
+
+impl Drop for UffdPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and nothing refers into it any more.
+        let _ = unsafe { nix::sys::mman::munmap(self.base, self.page) };
+    }
+}

@@ -121,7 +121,10 @@ pub fn groups() -> Vec<Group> {
                     "a reply within the timeout completes the call",
                     timeout::reply_in_time,
                 ),
-                test("CODA_CLOSE times out too", timeout::close_times_out),
+                test(
+                    "an unread CODA_CLOSE times out, and still reaches Venus",
+                    timeout::unread_close_still_reaches_venus,
+                ),
                 test(
                     "a reply racing the timeout: the reply or ETIMEDOUT, never both",
                     timeout::reply_races_timeout,
@@ -286,6 +289,10 @@ fn default_tests() -> Vec<Test> {
             write::ctl_read_blocks,
         ),
         test(
+            "a control reader stalled in a page fault holds up no downcall",
+            write::ctl_slow_reader_blocks_no_downcall,
+        ),
+        test(
             "a control listener holds at most CODA_CTL_DOWNCALL_QUEUE records",
             write::ctl_queue_limit,
         ),
@@ -394,7 +401,7 @@ fn default_tests() -> Vec<Test> {
             signals::uninterruptible_ops,
         ),
         test(
-            "SIGKILL ends a CODA_CLOSE that Venus has not read",
+            "SIGKILL ends a CODA_CLOSE that Venus has not read, and Venus still reads it",
             signals::sigkill_before_read,
         ),
         test(

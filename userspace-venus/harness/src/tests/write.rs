@@ -34,6 +34,7 @@ use crate::runner::Env;
 use crate::sys;
 use crate::sys::BadBuf;
 use crate::sys::GuardedPage;
+use crate::sys::UffdPage;
 use crate::venus;
 use crate::venus::Venus;
 use crate::venus::EXPECT;
@@ -457,6 +458,56 @@ pub fn ctl_read_blocks(_env: &Env) -> TestResult {
         Errno::EINTR,
         "the interrupted control read",
     )
+}
+
+/// A control reader whose buffer faults slowly (here: for as long as the test likes, with
+/// userfaultfd) must not hold up Venus's downcalls, which queue a copy for that reader.
+pub fn ctl_slow_reader_blocks_no_downcall(_env: &Env) -> TestResult {
+    let l = Ctl::open()?;
+    let v = Venus::open(0)?;
+    let first = downcall(CODA_ZAPFILE, 28, 1);
+    v.reply(&first)?;
+    let page = std::sync::Arc::new(UffdPage::new().ctx("userfaultfd page")?);
+    let (lc, pc) = (l.clone(), page.clone());
+    let reader = Worker::spawn("stalled ctl reader", move || pc.read_from(lc.fd()))?;
+    page.wait_fault(EXPECT)?;
+    // The reader is stalled in its copy: Venus writes the next downcall.
+    let second = downcall(CODA_PURGEUSER, 16, 2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let vfd = v.shared();
+    let bytes = second.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(nix::unistd::write(&*vfd, &bytes));
+    });
+    let written = rx.recv_timeout(EXPECT);
+    page.resolve().ctx("UFFDIO_ZEROPAGE")?;
+    let written = match written {
+        Ok(r) => r,
+        Err(_) => {
+            let late = rx.recv().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "Venus's downcall waited for a control reader's page fault (then: {late:?})"
+            ));
+        }
+    };
+    ensure_eq!(written, Ok(second.len()), "Venus's downcall write");
+    let n = reader
+        .join_within(EXPECT)?
+        .ctx("the stalled control read")?;
+    ensure_eq!(n, 8 + first.len(), "length of the stalled read");
+    ensure!(
+        page.contents(n)[8..] == first[..],
+        "the stalled read returned other bytes than the first downcall"
+    );
+    expect_record(&l, "the record after the stalled one", 0, &second)?;
+    // A read whose copy faults for good keeps its record for the next read.
+    v.reply(&first)?;
+    expect_errno(
+        sys::read_into_bad(l.fd(), BadBuf::Low, 64).map(drop),
+        Errno::EFAULT,
+        "a control read into an unmapped buffer",
+    )?;
+    expect_record(&l, "the record after a faulting read", 0, &first)
 }
 
 pub fn ctl_queue_limit(_env: &Env) -> TestResult {
