@@ -3,8 +3,8 @@
 # (coda_rs_fs.ko, scripts/coda-fs.sh) mounted through /dev/cfs0 and served by the Venus
 # stub, with the same workload as the peer test against the C coda.ko, then under a storm
 # of downcalls and signals (tests/coda-fs-stress.sh), both again with Venus using
-# CODA_PSDEV_IOC_EXCHANGE; then its lifecycle in every order
-# (tests/coda-fs-lifecycle.sh).
+# CODA_PSDEV_IOC_EXCHANGE; allocation failures on its path (tests/coda-fs-faults.sh); then
+# its lifecycle in every order (tests/coda-fs-lifecycle.sh).
 # usage: tests/guest-coda-fs.sh OUTDIR
 out=$1
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +17,7 @@ bash "$repo/tests/coda-fs-stress.sh" "$venus" 6 || rc=1
 # Again with Venus trading replies for messages through CODA_PSDEV_IOC_EXCHANGE.
 VENUS_ARGS=--exchange PEER_OUT=$out/peer-rs-exchange bash "$repo/tests/peer-coda.sh" "$venus" || rc=1
 VENUS_ARGS=--exchange bash "$repo/tests/coda-fs-stress.sh" "$venus" 6 || rc=1
+bash "$repo/tests/coda-fs-faults.sh" "$venus" || rc=1
 rmmod coda_rs_fs || rc=1
 rmmod coda_psdev || rc=1
 bash "$repo/tests/coda-fs-lifecycle.sh" "$repo/coda_psdev.ko" "$out/coda_rs_fs.ko" "$venus" || rc=1

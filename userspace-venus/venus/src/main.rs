@@ -43,6 +43,8 @@ enum MountApi {
 /// object with inode number N, the second word of its fid); hold OPCODE (hold the reply to
 /// the next upcall of that opcode, e.g. OPEN_BY_FD, until `release`) | release |
 /// write PATH TEXT (set a file's data to TEXT and a newline, sending no downcall) |
+/// container PATH FIFO (the next open of PATH gets the FIFO FIFO, opened for writing, as
+/// its container) |
 /// mount DIR (mount the device again, after an unmount).  Each line is answered on stderr
 /// with `venus: control: done: LINE` or `venus: control: failed: LINE: why`.
 #[derive(Parser, Debug)]
@@ -273,6 +275,10 @@ fn control_command(venus: &Venus, line: &str, api: MountApi) -> Result<(), Strin
             Ok(())
         }
         "write" => venus.change_file(lookup(arg)?, format!("{rest}\n").as_bytes()),
+        "container" => {
+            venus.fifo_container(lookup(arg)?, PathBuf::from(rest));
+            Ok(())
+        }
         "mount" => mount(venus, std::path::Path::new(arg), api),
         _ => Err(format!("unknown command {cmd:?}")),
     }

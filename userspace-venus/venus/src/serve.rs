@@ -155,6 +155,9 @@ pub struct Venus {
     /// The control FIFO's `hold`: an upcall whose reply waits for `release`.
     hold: Mutex<Hold>,
     released: Condvar,
+    /// The control FIFO's `container`: the next open of this file gets this FIFO (opened
+    /// for writing) as its container, so that a test sees when the kernel puts it.
+    fifo_container: Mutex<Option<(Ino, PathBuf)>>,
 }
 
 /// What `hold OPCODE` asked for, and whether a reply is held now.
@@ -231,6 +234,7 @@ impl Venus {
             last_ino: Mutex::new(ROOT_INO),
             hold: Mutex::new(Hold::default()),
             released: Condvar::new(),
+            fifo_container: Mutex::new(None),
         })
     }
 
@@ -253,6 +257,13 @@ impl Venus {
     /// test can interrupt or abort the call that waits for it.
     pub fn hold_next(&self, opcode: u32) {
         self.hold_state().next = Some(opcode);
+    }
+
+    /// The next open of `ino` gets the FIFO `path` as its container.
+    pub fn fifo_container(&self, ino: Ino, path: PathBuf) {
+        if let Ok(mut f) = self.fifo_container.lock() {
+            *f = Some((ino, path));
+        }
     }
 
     /// Lets a held reply go.
@@ -576,6 +587,15 @@ impl Venus {
         loop {
             match rustix::io::write(&self.dev, reply) {
                 Err(Errno::INTR) => continue,
+                // The driver could not take it now (fault injection): it is not lost, and
+                // the caller still waits, so write it again.
+                Err(Errno::NOMEM) => {
+                    eprintln!(
+                        "venus: reply unique={}: ENOMEM, written again",
+                        reply_unique(reply)
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
                 r => return self.reply_written(r.map(drop), reply),
             }
         }
@@ -955,6 +975,17 @@ impl Venus {
     /// fresh, unnamed file of `venus_dirent` records for a directory.
     fn open_container(&self, t: &mut Tree, ino: Ino, flags: u32) -> Result<OwnedFd, Errno> {
         let rw = OFlags::RDWR | OFlags::CLOEXEC;
+        let fifo = self
+            .fifo_container
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take_if(|(i, _)| *i == ino));
+        if let Some((_, path)) = fifo {
+            // Its reader is already waiting in open(2); the file stays out of the tree's
+            // open counts, so its CODA_CLOSE changes nothing here.
+            let wo = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            return Ok(rustix::fs::open(&path, wo, Mode::empty())?);
+        }
         let node = t.node(ino)?;
         match &node.kind {
             Kind::Symlink(_) => Err(Errno::OPNOTSUPP),
@@ -1270,4 +1301,11 @@ mod tests {
         assert_eq!(check_access(n, 1001, C_A_R_OK), Err(Errno::ACCESS));
         assert_eq!(check_access(n, 1001, C_A_F_OK), Ok(()));
     }
+}
+
+/// The unique of a reply, for the log.
+fn reply_unique(reply: &[u8]) -> u32 {
+    reply
+        .get(4..8)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
