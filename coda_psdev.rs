@@ -47,11 +47,11 @@ module! {
         },
         timeout: u32 {
             default: 30,
-            description: "Seconds an upcall waits for Venus's reply before ETIMEDOUT (0 = forever)",
+            description: "Seconds a /dev/coda_ctl call waits for its reply before ETIMEDOUT (0 = forever); CLOSE/STORE/RELEASE/ACCESS_INTENT and the file system's calls never time out",
         },
         hard: bool {
             default: false,
-            description: "Upcalls ignore ordinary signals, only SIGKILL ends them (like coda_hard)",
+            description: "Upcalls ignore ordinary signals and never time out, only SIGKILL ends them (like coda_hard)",
         },
         max_outstanding: u32 {
             default: 1024,
@@ -119,14 +119,26 @@ impl kernel::Module for CodaPsdevModule {
         for reg in cfs.iter() {
             minors.push(reg.minor(), GFP_KERNEL)?;
         }
-        bridge::publish(&comms, &minors)?;
+        let mut ctl_comms = KVec::with_capacity(comms.len(), GFP_KERNEL)?;
+        for c in comms.iter() {
+            ctl_comms.push(c.clone(), GFP_KERNEL)?;
+        }
         let ctl = KBox::pin_init(
             MiscReg::register(
                 CString::try_from_fmt(fmt!("{}", coda_msg::CODA_PSDEV_CTL_NAME))?,
-                CtlCtx { comms, hub },
+                CtlCtx {
+                    comms: ctl_comms,
+                    hub,
+                },
             ),
             GFP_KERNEL,
         )?;
+        // Last, so that no later failure leaves the bridge holding the devices; a failure
+        // here empties it again.
+        if let Err(e) = bridge::publish(&comms, &minors) {
+            bridge::withdraw();
+            return Err(e);
+        }
         pr_info!(
             "{} devices, timeout {} s, hard {}, max_outstanding {}\n",
             n,

@@ -76,6 +76,9 @@ fi
 # 3. Crashes and lifecycle (loads and unloads the module itself).
 rmmod coda_psdev 2>/dev/null
 part lifecycle "$bin" lifecycle --ko "$ko" --outstanding "$OUTSTANDING" --loads "$LOADS"
+# The module's initialisation with each allocation failed in turn: it unwinds, leaks
+# nothing (the kmemleak check below), and loads afterwards.
+part init-faults "$bin" init-faults --ko "$ko"
 
 # 4 and 5. Hostile callers, then fault injection.
 if load devices=2 timeout=3; then

@@ -9,6 +9,7 @@
 mod faults;
 mod fuzz;
 mod hostile;
+mod initfaults;
 mod lifecycle;
 mod soak;
 mod sys;
@@ -41,6 +42,8 @@ enum Cmd {
     Bound(soak::BoundArgs),
     /// Callers over the bound while Venus reads nothing end within the timeout.
     RoomTimeout,
+    /// The module's initialisation with each of its allocations failed in turn.
+    InitFaults(initfaults::InitFaultsArgs),
     /// Internal: a Venus process for `lifecycle` to kill.
     #[command(hide = true)]
     VenusChild(lifecycle::VenusChildArgs),
@@ -72,6 +75,7 @@ fn main() {
         Cmd::Soak(a) => soak::run(a, &mut rep),
         Cmd::Bound(a) => soak::bound(a, &mut rep),
         Cmd::RoomTimeout => soak::room_timeout(&mut rep),
+        Cmd::InitFaults(a) => initfaults::run(a, &mut rep),
         Cmd::VenusChild(a) => std::process::exit(lifecycle::venus_child(a)),
         Cmd::TryOpen(a) => std::process::exit(hostile::try_open(a)),
     }

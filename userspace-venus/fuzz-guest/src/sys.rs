@@ -197,6 +197,13 @@ pub fn insmod(ko: &Path, params: &str) -> Result<(), String> {
         .map_err(|e| format!("finit_module({params}): {e}"))
 }
 
+/// [`insmod`], returning the errno.
+pub fn insmod_errno(ko: &Path, params: &str) -> Result<(), Errno> {
+    let f = File::open(ko).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    let p = CString::new(params).map_err(|_| Errno::EINVAL)?;
+    nix::kmod::finit_module(&f, &p, nix::kmod::ModuleInitFlags::empty())
+}
+
 /// Unloads the module without waiting: EAGAIN (EWOULDBLOCK) while a file is open.
 pub fn rmmod() -> Result<(), Errno> {
     nix::kmod::delete_module(c"coda_psdev", nix::kmod::DeleteModuleFlags::O_NONBLOCK)
