@@ -184,7 +184,6 @@ impl VenusFile {
         // One call reads at most CODA_PSDEV_EXCHANGE_MAX bytes: its loop is bounded.
         let size = (x.read_size as usize).min(at + coda_msg::CODA_PSDEV_EXCHANGE_MAX);
         if at == size {
-            self.comm.exchange_without_read();
             return Ok(());
         }
         // No message could fit: fail now rather than wait for one.

@@ -305,8 +305,9 @@ pub(crate) struct CommState {
     /// for more. A new request then wakes no other thread, whose wake-up would cost a
     /// context switch and put Venus on a second CPU for a message the first takes anyway;
     /// its caller wakes one after [`NUDGE`] if none came. Cleared when a reader finds the
-    /// queues empty, by a reply written with write(2) and by an exchange that reads
-    /// nothing: a thread that answers that way may not come back through the exchange.
+    /// queues empty, and by a reply written with write(2): a thread that answers that way
+    /// may never come back through the exchange (one that writes through an exchange with
+    /// no read half comes back with its next one).
     venus_busy: bool,
     /// Venus threads asleep in [`VenusComm::take_waiting`], the last to sleep on top: as
     /// binder's ready threads, the one woken is the one whose cache is warm.
@@ -1176,15 +1177,6 @@ impl VenusComm {
         g.stats.downcalls += 1;
         g.stats.downcall_by_op[op_index(opcode)] += 1;
         g.stats.downcalls_dropped += dropped;
-    }
-
-    /// A Venus thread's exchange wrote replies and reads nothing: it is not coming back for
-    /// messages now, so no thread is counted on (see [`CommState::venus_busy`]).
-    pub(crate) fn exchange_without_read(&self) {
-        let mut g = self.lock();
-        if g.venus_busy {
-            self.pass_on(&mut g);
-        }
     }
 
     pub(crate) fn count_bad_write(&self) {
