@@ -28,11 +28,13 @@ peer_seed "$seed"
 vlog=$work/venus.log
 
 venus_pid=
+# Back to failslab's defaults: no stack filter (0 to ULONG_MAX), which fail-nth also obeys.
 disarm() {
 	echo 0 >"$fs/probability"
 	echo N >"$fs/task-filter"
 	echo 0 >"$fs/require-start"
-	echo 0 >"$fs/require-end"
+	echo 0xffffffffffffffff >"$fs/require-end"
+	echo 2 >"$fs/verbose"
 	echo 1 >"$fs/times"
 }
 cleanup() {
@@ -67,8 +69,9 @@ echo 0 >"$fs/space"
 echo N >"$fs/ignore-gfp-wait"
 echo Y >"$fs/task-filter"
 echo 32 >"$fs/stacktrace-depth"
-echo $((start)) >"$fs/require-start"
-echo $((end)) >"$fs/require-end"
+echo 1 >"$fs/verbose"
+check "faults: failslab limited to attach_file_handle ($start..$end)" \
+	sh -c "echo '$start' >'$fs/require-start' && echo '$end' >'$fs/require-end'"
 for t in /proc/"$venus_pid"/task/*; do echo 1 >"$t/make-it-fail"; done
 echo 100 >"$fs/probability"
 

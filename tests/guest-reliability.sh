@@ -78,7 +78,13 @@ rmmod coda_psdev 2>/dev/null
 part lifecycle "$bin" lifecycle --ko "$ko" --outstanding "$OUTSTANDING" --loads "$LOADS"
 # The module's initialisation with each allocation failed in turn: it unwinds, leaks
 # nothing (the kmemleak check below), and loads afterwards.
-part init-faults "$bin" init-faults --ko "$ko"
+# The module is read from a tmpfs: a 9p read whose allocation fails can break the root.
+if initko=$(mktemp -d) && mount -t tmpfs coda-initfaults "$initko" && cp "$ko" "$initko/"; then
+	part init-faults "$bin" init-faults --ko "$initko/$(basename "$ko")"
+	umount "$initko"
+else
+	result "a tmpfs for the init-faults module" 1
+fi
 
 # 4 and 5. Hostile callers, then fault injection.
 if load devices=2 timeout=3; then

@@ -101,7 +101,8 @@ impl Injector {
         let _ = self.set("probability", "0");
         let _ = self.set("task-filter", "N");
         let _ = self.set("require-start", "0");
-        let _ = self.set("require-end", "0");
+        // failslab's default, no stack filter: fail-nth obeys the filter too.
+        let _ = self.set("require-end", &u64::MAX.to_string());
         let _ = self.set("times", "1");
     }
 

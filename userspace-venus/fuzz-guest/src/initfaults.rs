@@ -8,6 +8,7 @@
 
 use crate::sys;
 use crate::sys::Report;
+use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
 use std::io::Seek;
@@ -18,7 +19,8 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct InitFaultsArgs {
-    /// The module to load (the test leaves it unloaded).
+    /// The module to load (the test leaves it unloaded). Keep it on a tmpfs: the loads
+    /// read it, and a 9p read whose allocation fails can break the guest's root mount.
     #[arg(long)]
     pub ko: PathBuf,
     /// Parameters of each load: fewer devices, fewer allocations to walk through.
@@ -29,8 +31,7 @@ pub struct InitFaultsArgs {
     pub max: u32,
 }
 
-/// failslab's knob: the driver's GFP_KERNEL allocations are ignored by default.
-const IGNORE_GFP_WAIT: &str = "/sys/kernel/debug/failslab/ignore-gfp-wait";
+const FAILSLAB: &str = "/sys/kernel/debug/failslab";
 
 pub fn run(a: &InitFaultsArgs, rep: &mut Report) {
     if sys::loaded() {
@@ -42,13 +43,19 @@ pub fn run(a: &InitFaultsArgs, rep: &mut Report) {
             return;
         }
     }
-    let old = std::fs::read_to_string(IGNORE_GFP_WAIT).unwrap_or_else(|_| "Y".into());
-    let armed = std::fs::write(IGNORE_GFP_WAIT, "N").map_err(|e| format!("{IGNORE_GFP_WAIT}: {e}"));
-    if !rep.check("init-faults: failslab takes GFP_KERNEL allocations", armed) {
+    // The driver's allocations are GFP_KERNEL, which failslab ignores by default; fail-nth
+    // also obeys the stack filter, which must be off (0 to ULONG_MAX).
+    let set = |k: &str, v: &str| {
+        std::fs::write(format!("{FAILSLAB}/{k}"), v).map_err(|e| format!("{FAILSLAB}/{k}: {e}"))
+    };
+    let armed = set("ignore-gfp-wait", "N")
+        .and_then(|()| set("require-start", "0"))
+        .and_then(|()| set("require-end", &u64::MAX.to_string()));
+    if !rep.check("init-faults: failslab counts every allocation", armed) {
         return;
     }
     let r = walk(a);
-    let _ = std::fs::write(IGNORE_GFP_WAIT, old.trim());
+    let _ = set("ignore-gfp-wait", "Y");
     let done = r.and_then(|(failed, errnos)| {
         println!("# init-faults: {failed} loads failed at their Nth allocation, errnos {errnos:?}");
         if failed == 0 {
@@ -68,6 +75,9 @@ pub fn run(a: &InitFaultsArgs, rep: &mut Report) {
 
 /// Fails the loads' allocations in turn; returns how many loads failed and their errnos.
 fn walk(a: &InitFaultsArgs) -> Result<(u32, Vec<i32>), String> {
+    // Opened once: each load then allocates only for itself.
+    let ko = File::open(&a.ko).map_err(|e| format!("open {}: {e}", a.ko.display()))?;
+    let params = CString::new(a.params.as_str()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let mut failed = 0;
     let mut errnos = Vec::new();
@@ -78,7 +88,7 @@ fn walk(a: &InitFaultsArgs) -> Result<(u32, Vec<i32>), String> {
             .open("/proc/thread-self/fail-nth")
             .map_err(|e| format!("fail-nth: {e}"))?;
         write!(nth, "{n}").map_err(|e| format!("fail-nth: {e}"))?;
-        let r = sys::insmod_errno(&a.ko, &a.params);
+        let r = sys::insmod_file(&ko, &params);
         // 0 once the Nth allocation failed; what is left if the load made fewer. Read and
         // reset through the open file: opening it again would allocate, and count.
         let mut left = String::new();

@@ -13,6 +13,7 @@ use nix::sys::signal::SigAction;
 use nix::sys::signal::SigHandler;
 use nix::sys::signal::SigSet;
 use nix::sys::signal::Signal;
+use std::ffi::CStr;
 use std::ffi::CString;
 use std::fs::File;
 use std::fs::OpenOptions;
@@ -197,11 +198,9 @@ pub fn insmod(ko: &Path, params: &str) -> Result<(), String> {
         .map_err(|e| format!("finit_module({params}): {e}"))
 }
 
-/// [`insmod`], returning the errno.
-pub fn insmod_errno(ko: &Path, params: &str) -> Result<(), Errno> {
-    let f = File::open(ko).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
-    let p = CString::new(params).map_err(|_| Errno::EINVAL)?;
-    nix::kmod::finit_module(&f, &p, nix::kmod::ModuleInitFlags::empty())
+/// Loads the module from the open file `ko` with `params`, returning the errno.
+pub fn insmod_file(ko: &File, params: &CStr) -> Result<(), Errno> {
+    nix::kmod::finit_module(ko, params, nix::kmod::ModuleInitFlags::empty())
 }
 
 /// Unloads the module without waiting: EAGAIN (EWOULDBLOCK) while a file is open.
