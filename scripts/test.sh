@@ -10,6 +10,13 @@ res=$REPO_ROOT/results/test
 rm -rf "$res"
 mkdir -p "$res"
 passed=0 failed=0
+# Every step's time, for the table at the end: step (env.sh's, redefined) closes the last.
+phase_name="setup (scripts/setup.sh)" phase_t=$SECONDS phase_times=()
+step() {
+	phase_times+=("$(printf '%6d s  %s' $((SECONDS - phase_t)) "$phase_name")")
+	phase_name=$* phase_t=$SECONDS
+	printf '\n==> %s\n' "$*" >&2
+}
 count() { # name status
 	if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "ok - $1"; else failed=$((failed + 1)); echo "not ok - $1"; fi
 }
@@ -84,6 +91,9 @@ for log in peer replay coda-fs; do
 	fi
 done
 
+phase_times+=("$(printf '%6d s  %s' $((SECONDS - phase_t)) "$phase_name")")
+echo "test phases:"
+printf '%s\n' "${phase_times[@]}"
 echo "test time: $(( $(date +%s) - start )) s; logs in $res"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
