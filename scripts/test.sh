@@ -60,8 +60,15 @@ count "the kernel's Coda file system builds against our driver" $?
 modinfo coda_psdev.ko | grep -q '^parm: *devices:' 
 count "modinfo shows the devices parameter" $?
 
+step "conventions: make -C KDIR M=, DKMS, rust-analyzer, checkpatch.pl, SPDX, MAINTAINERS"
+scripts/conventions.sh "$kdir" "$res/conventions" 2>&1 | tee "$res/conventions.log"
+[ -s "$res/conventions.log" ] || count "conventions checks ran" 1
+passed=$((passed + $(grep -cE '^ok - ' "$res/conventions.log")))
+failed=$((failed + $(grep -cE '^not ok - ' "$res/conventions.log")))
+
 step "guest: KUnit, harness, peer test (debug kernel)"
-scripts/vm-run.sh --variant debug --out "$res/vm" -- bash tests/guest-tests.sh "$res/vm" "$kdir"
+scripts/vm-run.sh --variant debug --out "$res/vm" -- bash tests/guest-tests.sh "$res/vm" "$kdir" \
+	"$res/coda-fs" "$res/conventions/dkms/modules"
 vm_rc=$?
 count "guest run completes" "$vm_rc"
 if [ -f "$res/vm/splat" ]; then count "kernel log free of splats" 1; else count "kernel log free of splats" 0; fi
@@ -82,7 +89,7 @@ for log in harness reliability; do
 		count "$log reported its results" 1
 	fi
 done
-for log in peer replay coda-fs; do
+for log in peer replay coda-fs install; do
 	if [ -s "$res/vm/$log.log" ]; then
 		passed=$((passed + $(grep -cE '^ok - ' "$res/vm/$log.log")))
 		failed=$((failed + $(grep -E '^not ok - ' "$res/vm/$log.log" | grep -cv '# TODO')))
