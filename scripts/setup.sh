@@ -9,7 +9,7 @@ variants=("$@")
 
 APT_PKGS=(rustc-web rust-web-src clang-22 lld-22 llvm-22 libclang-22-dev flex bison bc
 	libelf-dev libssl-dev cpio kmod xz-utils qemu-system-x86 busybox-static udev
-	python3-venv gcc make rust-web-clippy)
+	python3-venv gcc make rust-web-clippy dkms)
 
 step_apt() {
 	local missing=()
