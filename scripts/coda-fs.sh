@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Builds coda_rs_fs.ko: the kernel's own Coda file system (fs/coda from the fetched Linux
 # source) with psdev.c replaced by fs/coda-rs/shim.c and fs/coda-rs/fs-coda.patch applied,
 # so that a real `mount -t coda` sends its upcalls through coda_psdev.ko. Needs

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Idempotent setup: apt packages, bindgen-cli, virtme-ng, the Linux 7.3 source and the
 # kernel builds. Each step is skipped when already done.  Usage: setup.sh [debug] [release]
 set -euo pipefail

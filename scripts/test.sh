@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The README's test command: sets up what is missing, runs the host tests, then the module's
 # KUnit suites, the in-guest harness and the peer test under the debug kernel, and fails on
 # any splat in the kernel log. Ends with 'N passed, N failed'.

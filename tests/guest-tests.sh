@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Runs inside the debug guest (scripts/test.sh): the KUnit suites (they run when the module
 # loads), the harness, and the peer test against the kernel's own C coda.ko.
 # Each part writes its own log in OUT; the host counts the results.
