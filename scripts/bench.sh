@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The README's benchmark command (make bench): builds coda_psdev.ko for the release kernel
 # and the userspace, boots the release kernel once, runs every measurement of issue 6 in it
 # (tests/guest-bench.sh) and prints one table. Writes results/bench/{table.txt,bench.json,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # Sourced by every script: where the cache lives and how the kernel toolchain is invoked.
 # shellcheck shell=bash
 CODA_CACHE=${CODA_CACHE:-$HOME/.cache/coda-psdev}

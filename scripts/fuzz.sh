@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Host fuzzing of coda_msg.rs (the wire format shared by the module and userspace) with
 # cargo fuzz / libFuzzer.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The README's main command: set up what is missing, build the module against the release
 # kernel, boot it, load the module and serve a workload of upcalls with the Venus stub: first
 # through the control device, then from a real `mount -t coda` of the kernel's own Coda file

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Idempotent setup: apt packages, bindgen-cli, virtme-ng, the Linux 7.3 source and the
 # kernel builds. Each step is skipped when already done.  Usage: setup.sh [debug] [release]
 set -euo pipefail
@@ -9,7 +10,7 @@ variants=("$@")
 
 APT_PKGS=(rustc-web rust-web-src clang-22 lld-22 llvm-22 libclang-22-dev flex bison bc
 	libelf-dev libssl-dev cpio kmod xz-utils qemu-system-x86 busybox-static udev
-	python3-venv gcc make rust-web-clippy)
+	python3-venv gcc make rust-web-clippy dkms)
 
 step_apt() {
 	local missing=()
@@ -74,6 +75,41 @@ SRC
 	dpkg-deb -f "$deb" Version >"$CODA_CACHE/src/version"
 }
 
+# progress LABEL LOG CMD...: runs CMD with its output in LOG and, every PROGRESS_SECS
+# (60) seconds, prints one line: the build steps kbuild has reported (its CC, RUSTC, LD
+# ... lines), of the count the last full run of LABEL reported once there was one, and
+# the time elapsed. Returns CMD's status.
+progress() {
+	local label=$1 log=$2 pid rc n last=$SECONDS start=$SECONDS total=
+	local count=$CODA_CACHE/progress-$label.count
+	shift 2
+	[ -f "$count" ] && total=$(cat "$count")
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 2
+		[ $((SECONDS - last)) -ge "${PROGRESS_SECS:-60}" ] || continue
+		last=$SECONDS
+		n=$(grep -cE '^  [A-Z]' "$log")
+		printf '    %s: %d%s build steps, %d s\n' "$label" "$n" "${total:+ of ~$total}" \
+			$((SECONDS - start)) >&2
+	done
+	wait "$pid"
+	rc=$?
+	[ "$rc" = 0 ] && grep -cE '^  [A-Z]' "$log" >"$count"
+	printf '    %s: done in %d s (exit %d)\n' "$label" $((SECONDS - start)) "$rc" >&2
+	return "$rc"
+}
+
+# phase NAME CMD...: runs CMD and records how long it took, for the summary at the end.
+phase_times=()
+phase() {
+	local name=$1 t=$SECONDS
+	shift
+	"$@"
+	phase_times+=("$name $((SECONDS - t)) s")
+}
+
 # Every CONFIG_X=y/m a fragment asks for must be in the final .config.
 check_config() {
 	local dir=$1 frag=$2 line opt val
@@ -96,17 +132,19 @@ step_kernel() {
 	make -s -C "$KSRC" O="$dir" "${KMAKE_VARS[@]}" KCONFIG_ALLCONFIG="$frag" allnoconfig \
 		>"$dir/config.log" 2>&1 || die "step kernel ($variant): allnoconfig failed, see $dir/config.log"
 	check_config "$dir" "$frag"
-	make -C "$KSRC" O="$dir" "${KMAKE_VARS[@]}" -j"$(nproc)" bzImage modules >"$dir/build.log" 2>&1 ||
+	progress "kernel-$variant" "$dir/build.log" \
+		make -C "$KSRC" O="$dir" "${KMAKE_VARS[@]}" -j"$(nproc)" bzImage modules ||
 		{ tail -30 "$dir/build.log" >&2; die "step kernel ($variant): build failed, see $dir/build.log"; }
 	touch "$dir/.built"
 	# Keep only the newest build of each variant.
 	find "$CODA_CACHE/kbuild" -maxdepth 1 -name "$variant-*" ! -path "$dir" -exec rm -rf {} +
 }
 
-step_apt
-step_bindgen
-step_vng
-step_source
+phase apt step_apt
+phase bindgen step_bindgen
+phase virtme-ng step_vng
+phase source step_source
 make -s -C "$KSRC" "${KMAKE_VARS[@]}" rustavailable >/dev/null 2>&1 ||
 	die "step rustavailable: the kernel does not accept this Rust toolchain: run make -C $KSRC ${KMAKE_VARS[*]} rustavailable"
-for v in "${variants[@]}"; do step_kernel "$v"; done
+for v in "${variants[@]}"; do phase "kernel-$v" step_kernel "$v"; done
+printf 'setup phases: %s\n' "$(IFS=,; echo "${phase_times[*]}" | sed 's/,/, /g')" >&2

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The README's test command: sets up what is missing, runs the host tests, then the module's
 # KUnit suites, the in-guest harness and the peer test under the debug kernel, and fails on
 # any splat in the kernel log. Ends with 'N passed, N failed'.
@@ -10,6 +11,13 @@ res=$REPO_ROOT/results/test
 rm -rf "$res"
 mkdir -p "$res"
 passed=0 failed=0
+# Every step's time, for the table at the end: step (env.sh's, redefined) closes the last.
+phase_name="setup (scripts/setup.sh)" phase_t=$SECONDS phase_times=()
+step() {
+	phase_times+=("$(printf '%6d s  %s' $((SECONDS - phase_t)) "$phase_name")")
+	phase_name=$* phase_t=$SECONDS
+	printf '\n==> %s\n' "$*" >&2
+}
 count() { # name status
 	if [ "$2" = 0 ]; then passed=$((passed + 1)); echo "ok - $1"; else failed=$((failed + 1)); echo "not ok - $1"; fi
 }
@@ -53,8 +61,15 @@ count "the kernel's Coda file system builds against our driver" $?
 modinfo coda_psdev.ko | grep -q '^parm: *devices:' 
 count "modinfo shows the devices parameter" $?
 
+step "conventions: make -C KDIR M=, DKMS, rust-analyzer, checkpatch.pl, SPDX, MAINTAINERS"
+scripts/conventions.sh "$kdir" "$res/conventions" 2>&1 | tee "$res/conventions.log"
+[ -s "$res/conventions.log" ] || count "conventions checks ran" 1
+passed=$((passed + $(grep -cE '^ok - ' "$res/conventions.log")))
+failed=$((failed + $(grep -cE '^not ok - ' "$res/conventions.log")))
+
 step "guest: KUnit, harness, peer test (debug kernel)"
-scripts/vm-run.sh --variant debug --out "$res/vm" -- bash tests/guest-tests.sh "$res/vm" "$kdir"
+scripts/vm-run.sh --variant debug --out "$res/vm" -- bash tests/guest-tests.sh "$res/vm" "$kdir" \
+	"$res/coda-fs" "$res/conventions/dkms/modules"
 vm_rc=$?
 count "guest run completes" "$vm_rc"
 if [ -f "$res/vm/splat" ]; then count "kernel log free of splats" 1; else count "kernel log free of splats" 0; fi
@@ -75,7 +90,7 @@ for log in harness reliability; do
 		count "$log reported its results" 1
 	fi
 done
-for log in peer replay coda-fs; do
+for log in peer replay coda-fs install; do
 	if [ -s "$res/vm/$log.log" ]; then
 		passed=$((passed + $(grep -cE '^ok - ' "$res/vm/$log.log")))
 		failed=$((failed + $(grep -E '^not ok - ' "$res/vm/$log.log" | grep -cv '# TODO')))
@@ -84,6 +99,9 @@ for log in peer replay coda-fs; do
 	fi
 done
 
+phase_times+=("$(printf '%6d s  %s' $((SECONDS - phase_t)) "$phase_name")")
+echo "test phases:"
+printf '%s\n' "${phase_times[@]}"
 echo "test time: $(( $(date +%s) - start )) s; logs in $res"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Boots a cached kernel variant under QEMU with virtme-ng, runs one command in the guest as
 # root, and fails when the command fails or the kernel log holds any splat.
 #

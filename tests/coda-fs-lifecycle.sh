@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Lifecycle of the kernel's Coda file system on our driver (coda_rs_fs.ko over
 # coda_psdev.ko), in every order: load, mount, unmount, Venus closing, dying and coming
 # back, calls in flight during an unmount, module unload. Includes the order that breaks

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Concurrency on the kernel's Coda file system over our driver (coda_rs_fs.ko): shell
 # workers create, write, read back, rename and remove files in their own directories while
 # Venus (the stub, two readers) sends a stream of downcalls (ZAPDIR, ZAPFILE, PURGEFID,

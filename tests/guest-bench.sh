@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Runs inside the guest (scripts/bench.sh through scripts/vm-run.sh): every measurement of
 # issue 6 in one boot, appended to OUT/raw.jsonl for `bench report`.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Inside the guest: the kernel's own Coda file system built against our driver
 # (coda_rs_fs.ko, scripts/coda-fs.sh) mounted through /dev/cfs0 and served by the Venus
 # stub, with the same workload as the peer test against the C coda.ko, then under a storm

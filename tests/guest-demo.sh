@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The main job, inside the guest: load the module, show the devices, serve a workload of
 # upcalls with the Venus stub, show the statistics; then mount the kernel's Coda file system
 # on the module (coda_rs_fs.ko), served by the stub, and run a shell workload on it; unload.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Reliability checks of coda_psdev, run as root inside the debug guest:
 #   scripts/vm-run.sh --variant debug --out results/rel -- bash tests/guest-reliability.sh [REPO]
 # Bounded versions of: the syscall fuzzer, crashes and lifecycle, hostile callers and

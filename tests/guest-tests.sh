@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Runs inside the debug guest (scripts/test.sh): the KUnit suites (they run when the module
 # loads), the harness, and the peer test against the kernel's own C coda.ko.
 # Each part writes its own log in OUT; the host counts the results.
-out=$1 kdir=$2
+# usage: tests/guest-tests.sh OUT KDIR [CODA_FS_OUT [DKMS_ROOT]] (the last two: the install test)
+out=$1 kdir=$2 coda_fs_out=${3:-} dkms_root=${4:-}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=$repo/userspace-venus/target/release
 rc=0
@@ -35,6 +37,11 @@ fi
 if [ -f "$out/coda_rs_fs.ko" ]; then
 	echo "== the kernel's Coda file system on our driver (coda_rs_fs.ko)"
 	bash "$repo/tests/guest-coda-fs.sh" "$out" 2>&1 | tee "$out/coda-fs.log"
+	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+fi
+if [ -n "$coda_fs_out" ]; then
+	echo "== installed as the README says: make install, modprobe, modules-load.d, udev, DKMS's build"
+	bash "$repo/tests/guest-install.sh" "$kdir" "$coda_fs_out" "$dkms_root" 2>&1 | tee "$out/install.log"
 	[ "${PIPESTATUS[0]}" = 0 ] || rc=1
 fi
 exit $rc

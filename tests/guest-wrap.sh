@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Runs inside the guest (scripts/vm-run.sh): runs the command, then leaves the exit code,
 # kmemleak's report and the kernel log in OUT for the host's splat scan.
 out=$1

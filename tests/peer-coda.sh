@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Peer test: the Venus stub serves a real `mount -t coda` of the kernel's own C client
 # (coda.ko), and ordinary tools must see the expected file tree.
 #

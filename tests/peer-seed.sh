@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # The Venus stub's seed tree and options in the peer test (tests/peer-coda.sh), sourced by
 # it and by its replay (tests/replay.sh), which must start the stub exactly the same way.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Replay: the upcalls the kernel's C Coda client sent in the peer test (tests/peer-coda.sh)
 # are made again through our control device /dev/coda_ctl into our /dev/cfs0, served by the
 # same Venus stub seeded and started the same way.  The stub must receive the same messages

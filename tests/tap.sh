@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # TAP helpers of the guest's shell tests (tests/peer-coda.sh, tests/coda-fs-lifecycle.sh):
 # one line per check, 'ok - name' or 'not ok - name' with the details as '#' lines.
 # Sourced; the caller sets `vlog` (the running Venus stub's log), `fifo` (its control FIFO)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Rows 2-4: upcall round trips and throughput, through /dev/coda_ctl (ours) or statfs() on
 //! a coda.ko mount (C coda), with whatever Venus serves the device.
 

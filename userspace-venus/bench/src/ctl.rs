@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The control device /dev/coda_ctl: upcalls made as a file system would make them, and a
 //! device's statistics.
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! bench: the upcall benchmarks of issue 6.
 //!
 //! Each measuring subcommand runs inside the guest and appends a JSON line to `--raw`;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Rows 5 and 6, with the in-benchmark Venus (see `venus.rs`):
 //! - latency of new calls while N upcalls are outstanding: N threads each make a
 //!   CODA_LOOKUP that Venus reads and never answers, so every one of them sits where a

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Row 1, the floor: a ping-pong between two processes over a pair of pipes (one byte each
 //! way) or a pair of eventfds. An upcall is the same two wake-ups across processes, so no
 //! upcall round trip can beat it.

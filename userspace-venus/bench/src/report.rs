@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! `bench report`: the one table (rows 1-6 of issue 6, ratios against row 1 and row 3), the
 //! verdict on each target, bench.json, bench.csv and the plot of latency against
 //! outstanding upcalls.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Measurements and their summaries: every measuring subcommand appends one [`Record`] as a
 //! JSON line to the raw file, and `bench report` turns the lines into the table.
 

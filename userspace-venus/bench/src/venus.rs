@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! A minimal Venus of the benchmark's own, for the rows that need upcalls Venus reads but
 //! never answers (5, outstanding upcalls; 6, interrupted calls), which the Venus stub has
 //! no mode for. It serves a one-directory file system: ROOT, GETATTR, ACCESS and STATFS are

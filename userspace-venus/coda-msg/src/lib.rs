@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The Coda wire format, shared with the kernel module: the same source file.
 #![no_std]
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! `coda-ctl compare`: checks a replay against the run it replays. The stub must have
 //! received the same upcalls (uniques aside) and answered them the same, up to the fields
 //! that differ between any two runs: the timestamps of `coda_vattr` (the stub's clock) and

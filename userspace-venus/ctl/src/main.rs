@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! coda-ctl: makes upcalls through /dev/coda_ctl as a file system would, prints a device's
 //! statistics, shows the downcalls Venus writes, and replays a recorded stream of upcalls.
 

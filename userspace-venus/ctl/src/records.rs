@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Record files of the Venus stub (`venus --record`, `--record-replies`) and of the replay:
 //! each record is a u32 little-endian length, then that many bytes.
 

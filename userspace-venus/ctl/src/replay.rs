@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! `coda-ctl replay`: makes a recorded stream of upcalls again through /dev/coda_ctl, in the
 //! order the recording client sent them, and the recording stub's downcalls at the same
 //! points, through its control FIFO.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The caller side: /dev/coda_ctl, through which the tests make upcalls as a file system
 //! would and read the downcalls Venus wrote.
 

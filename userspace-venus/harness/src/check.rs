@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! What a test returns, and the small assertions the tests are written with.
 
 use std::fmt::Debug;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! `harness`: integration tests of coda_psdev.ko, run as root inside the test VM. It loads
 //! the module itself with each test group's parameters and speaks to /dev/cfsN and
 //! /dev/coda_ctl only through the documented uapi (uapi/coda_psdev.h).

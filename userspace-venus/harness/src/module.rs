@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Loading and unloading coda_psdev.ko with the module parameters of a test group.
 
 use std::path::Path;

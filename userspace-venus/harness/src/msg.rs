@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Building upcall requests and Venus replies as bytes.
 
 use coda_msg::InHdr;

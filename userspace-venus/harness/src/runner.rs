@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Runs the test groups: loads the module with each group's parameters, runs every test in
 //! its own thread under a watchdog, and prints one line per test and the closing tally.
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Reading and comparing the driver's statistics.
 
 use coda_msg::PsdevOpStats;

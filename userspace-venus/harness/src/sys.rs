@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The system interfaces the tests need beyond what nix and rustix wrap safely: the driver's
 //! ioctls, reads and writes at deliberately bad addresses, the signal handler, forked
 //! children, and what /proc says about a blocked task. Every `unsafe` of the harness is here.

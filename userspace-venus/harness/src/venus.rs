@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The Venus side: an open /dev/cfsN, read for requests and written for replies.
 
 use std::os::fd::AsFd;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! A test's helper thread: it knows its kernel thread id (to see from /proc where it sleeps)
 //! and can be signalled with pthread_kill, which is how the tests interrupt a blocked read or
 //! upcall.

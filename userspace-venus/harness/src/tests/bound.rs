@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! max_outstanding=4: callers beyond the bound wait for room.
 
 use coda_msg::CODA_CLOSE;

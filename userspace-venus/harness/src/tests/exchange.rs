@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! CODA_PSDEV_IOC_EXCHANGE: many replies and messages in one system call, each as one
 //! write(2) or read(2) would be.
 

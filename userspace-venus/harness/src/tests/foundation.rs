@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The devices exist as documented, only root may open them, the basic ioctls, and the
 //! module unloads.
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! hard=1: every call ignores ordinary signals, like Linux's coda_hard.
 
 use coda_msg::PsdevOpStats;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Venus going away, asynchronous upcalls, and the control call's own rules.
 
 use std::time::Duration;

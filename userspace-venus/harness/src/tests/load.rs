@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Module parameters that must make insmod fail (run with the module unloaded).
 
 use std::path::Path;

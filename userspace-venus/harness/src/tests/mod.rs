@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The tests, grouped by the module parameters they need, and the helpers they share.
 
 mod bound;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! poll(2) and epoll on /dev/cfsN.
 
 use std::os::fd::AsFd;

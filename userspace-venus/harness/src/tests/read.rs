@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Opening /dev/cfsN and reading upcalls from it, as Venus does.
 
 use std::os::fd::AsFd;

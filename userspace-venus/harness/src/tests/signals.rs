@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Signals sent to callers blocked in an upcall.
 
 use std::collections::HashMap;

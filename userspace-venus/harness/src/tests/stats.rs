@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! The statistics ioctls and fdinfo.
 
 use std::collections::HashMap;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Many callers at once against a multi-threaded Venus.
 
 use std::collections::HashSet;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! timeout=1: calls that Venus does not answer in time.
 
 use std::time::Duration;

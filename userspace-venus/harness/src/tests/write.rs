@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0
+
 //! Writing replies and downcalls to /dev/cfsN, and the downcalls' delivery to
 //! /dev/coda_ctl.
 
